@@ -1,0 +1,43 @@
+//! Subcommands of the `flowrl` binary.
+
+mod schema;
+mod trajectory;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// flowrl: reinforcement learning for workflow-building LLM agents.
+#[derive(Debug, Parser)]
+#[command(name = "flowrl", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and validate trajectory JSONL files.
+    #[command(subcommand)]
+    Trajectory(trajectory::TrajectoryCmd),
+    /// Print the JSON Schema of a file format.
+    Schema(schema::SchemaArgs),
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Trajectory(cmd) => trajectory::run(cmd),
+        Command::Schema(args) => schema::run(args),
+    }
+}

@@ -1,0 +1,6 @@
+//! flowrl: train LLM agents with reinforcement learning to build workflows.
+//!
+//! This umbrella crate re-exports the workspace's crates under short names
+//! and hosts the `flowrl` command-line binary.
+
+pub use flowrl_trajectory as trajectory;
