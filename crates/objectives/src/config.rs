@@ -307,7 +307,11 @@ impl ObjectiveConfig {
             return bad("clip_low", self.clip_low.to_string(), "must be in [0, 1)");
         }
         if !(self.clip_high.is_finite() && self.clip_high >= 0.0) {
-            return bad("clip_high", self.clip_high.to_string(), "must be finite and ≥ 0");
+            return bad(
+                "clip_high",
+                self.clip_high.to_string(),
+                "must be finite and ≥ 0",
+            );
         }
         if let Some(c) = self.dual_clip
             && !(c.is_finite() && c > 1.0)
@@ -315,10 +319,18 @@ impl ObjectiveConfig {
             return bad("dual_clip", c.to_string(), "must be finite and > 1");
         }
         if !(self.kl_coef.is_finite() && self.kl_coef >= 0.0) {
-            return bad("kl_coef", self.kl_coef.to_string(), "must be finite and ≥ 0");
+            return bad(
+                "kl_coef",
+                self.kl_coef.to_string(),
+                "must be finite and ≥ 0",
+            );
         }
         if !self.entropy_coef.is_finite() {
-            return bad("entropy_coef", self.entropy_coef.to_string(), "must be finite");
+            return bad(
+                "entropy_coef",
+                self.entropy_coef.to_string(),
+                "must be finite",
+            );
         }
         if self.loss_agg_horizon == Some(0) {
             return bad("loss_agg_horizon", "0".into(), "must be ≥ 1 when given");

@@ -269,7 +269,12 @@ fn check_shapes<F: Float>(
             });
         }
     }
-    if let Some((index, a)) = b.advantages.iter().enumerate().find(|(_, a)| !a.is_finite()) {
+    if let Some((index, a)) = b
+        .advantages
+        .iter()
+        .enumerate()
+        .find(|(_, a)| !a.is_finite())
+    {
         return Err(ObjectiveError::NonFinite {
             field: "advantages",
             index,
@@ -433,7 +438,9 @@ fn scan<F: Float>(b: &TokenBatch<'_, F>) -> Result<Scan, ObjectiveError> {
         }
     }
     if sc.num_policy_tokens == 0 {
-        return Err(ObjectiveError::EmptyBatch("no policy token (mask is all 0)"));
+        return Err(ObjectiveError::EmptyBatch(
+            "no policy token (mask is all 0)",
+        ));
     }
     Ok(sc)
 }
@@ -523,6 +530,8 @@ struct Plan {
     kl_per_token: f64,
 }
 
+// Several per-sub-sequence arrays are indexed together by the same id.
+#[allow(clippy::needless_range_loop)]
 fn plan<F: Float>(
     b: &TokenBatch<'_, F>,
     c: &ObjectiveConfig,

@@ -199,7 +199,13 @@ fn finite_differences_with_explicit_horizon_and_gspo_scale_clip() {
             let up = compute(&q.batch(&l), &cfg).unwrap().loss;
             q.lp[t] = p.lp[t] - h;
             let down = compute(&q.batch(&l), &cfg).unwrap().loss;
-            assert_close(out.grad[t], (up - down) / (2.0 * h), 1e-7, 1e-5, &format!("{alg} t={t}"));
+            assert_close(
+                out.grad[t],
+                (up - down) / (2.0 * h),
+                1e-7,
+                1e-5,
+                &format!("{alg} t={t}"),
+            );
         }
     }
 }
@@ -223,7 +229,19 @@ fn k3_clamps_zero_the_gradient() {
     let out = compute(&p.batch(&l), &cfg).unwrap();
     assert_eq!(out.grad[0], 0.0);
     assert_eq!(out.grad[1], 0.0);
-    assert_close(out.grad[2], (1.0 - 0.5f64.exp()) / 3.0, 1e-15, 0.0, "free k3 gradient");
+    assert_close(
+        out.grad[2],
+        (1.0 - 0.5f64.exp()) / 3.0,
+        1e-15,
+        0.0,
+        "free k3 gradient",
+    );
     let v2 = 0.5f64.exp() - 0.5 - 1.0;
-    assert_close(out.stats.kl.unwrap(), (10.0 + 10.0 + v2) / 3.0, 1e-12, 0.0, "k3 mean");
+    assert_close(
+        out.stats.kl.unwrap(),
+        (10.0 + 10.0 + v2) / 3.0,
+        1e-12,
+        0.0,
+        "k3 mean",
+    );
 }
