@@ -3,4 +3,5 @@
 //! This umbrella crate re-exports the workspace's crates under short names
 //! and hosts the `flowrl` command-line binary.
 
+pub use flowrl_objectives as objectives;
 pub use flowrl_trajectory as trajectory;

@@ -1,5 +1,6 @@
 //! Subcommands of the `flowrl` binary.
 
+mod loss;
 mod schema;
 mod trajectory;
 
@@ -22,6 +23,8 @@ enum Command {
     Trajectory(trajectory::TrajectoryCmd),
     /// Print the JSON Schema of a file format.
     Schema(schema::SchemaArgs),
+    /// Evaluate a policy objective (loss, gradient, statistics) on a JSON token batch.
+    Loss(loss::LossArgs),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
@@ -39,5 +42,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Trajectory(cmd) => trajectory::run(cmd),
         Command::Schema(args) => schema::run(args),
+        Command::Loss(args) => loss::run(args),
     }
 }
