@@ -147,21 +147,23 @@ pub(crate) fn sgd(p: &mut [f32], g: &[f32], buf: Option<&mut [f32]>, s: &SgdScal
 }
 
 fn chunk_sum_sq(x: &[f32]) -> f64 {
-    // Four independent accumulators keep the adds pipelined; the order of
-    // combination is fixed, so the result is deterministic.
-    let mut acc = [0.0f64; 4];
-    let mut quads = x.chunks_exact(4);
-    for q in &mut quads {
-        for (a, &v) in acc.iter_mut().zip(q) {
-            let v = f64::from(v);
-            *a += v * v;
+    // Eight independent lanes: the compiler maps them onto SIMD registers
+    // and the adds stay pipelined. Lanes combine in a fixed order, so the
+    // result is deterministic.
+    const LANES: usize = 8;
+    let mut acc = [0.0f64; LANES];
+    let mut blocks = x.chunks_exact(LANES);
+    for b in &mut blocks {
+        for i in 0..LANES {
+            let v = f64::from(b[i]);
+            acc[i] += v * v;
         }
     }
-    for (a, &v) in acc.iter_mut().zip(quads.remainder()) {
+    for (a, &v) in acc.iter_mut().zip(blocks.remainder()) {
         let v = f64::from(v);
         *a += v * v;
     }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 }
 
 /// Sum of squares of `x`, accumulated in `f64`.
