@@ -4,4 +4,5 @@
 //! and hosts the `flowrl` command-line binary.
 
 pub use flowrl_objectives as objectives;
+pub use flowrl_optim as optim;
 pub use flowrl_trajectory as trajectory;

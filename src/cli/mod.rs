@@ -1,6 +1,7 @@
 //! Subcommands of the `flowrl` binary.
 
 mod loss;
+mod optim;
 mod schema;
 mod trajectory;
 
@@ -23,6 +24,9 @@ enum Command {
     Trajectory(trajectory::TrajectoryCmd),
     /// Print the JSON Schema of a file format.
     Schema(schema::SchemaArgs),
+    /// Optimizer tools: learning-rate schedules, state files, config checks.
+    #[command(subcommand)]
+    Optim(optim::OptimCmd),
     /// Evaluate a policy objective (loss, gradient, statistics) on a JSON token batch.
     Loss(loss::LossArgs),
 }
@@ -42,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Trajectory(cmd) => trajectory::run(cmd),
         Command::Schema(args) => schema::run(args),
+        Command::Optim(cmd) => optim::run(cmd),
         Command::Loss(args) => loss::run(args),
     }
 }
