@@ -40,15 +40,19 @@ impl CodeTests {
     }
 }
 
-/// The full program: setup, solution, asserts, then the harness and its call.
+/// The full program: solution, setup, asserts, then the harness and its call.
+///
+/// The setup comes after the solution because MBPP's setup code may build
+/// objects from classes the solution defines (tasks 367 and 927); imports in
+/// the setup are still in place when the asserts call the solution.
 pub fn build_program(solution: &str, tests: &CodeTests) -> String {
     let mut p = String::with_capacity(solution.len() + 256);
+    p.push_str(solution);
+    p.push('\n');
     if !tests.setup.trim().is_empty() {
         p.push_str(&tests.setup);
         p.push('\n');
     }
-    p.push_str(solution);
-    p.push('\n');
     for a in &tests.asserts {
         p.push_str(a);
         p.push('\n');
@@ -105,7 +109,7 @@ mod tests {
         let p = build_program("def f(x):\n    return x + 1", &t);
         assert_eq!(
             p,
-            "import math\ndef f(x):\n    return x + 1\nassert f(1) == 2\n\ndef check(c):\n    assert c(2) == 3\ncheck(f)\n"
+            "def f(x):\n    return x + 1\nimport math\nassert f(1) == 2\n\ndef check(c):\n    assert c(2) == 3\ncheck(f)\n"
         );
         assert!(CodeTests::default().is_empty());
     }

@@ -73,6 +73,10 @@ pub struct SandboxConfig {
     /// The Python interpreter: a name looked up in the sandbox's `PATH`
     /// (`/usr/local/bin:/usr/bin:/bin`) or an absolute path inside it.
     pub python: String,
+    /// Interpreter flags put before the program path. The default `-I -S`
+    /// (isolated mode, no `site` import) starts fastest and sees only the
+    /// standard library.
+    pub python_args: Vec<String>,
     /// Wall-clock limit in milliseconds; the process group is killed after it.
     pub timeout_ms: u64,
     /// CPU-time limit in seconds (`RLIMIT_CPU`; SIGXCPU, then SIGKILL a second later).
@@ -101,6 +105,7 @@ impl Default for SandboxConfig {
             bwrap: None,
             fallback: Fallback::None,
             python: "python3".into(),
+            python_args: vec!["-I".into(), "-S".into()],
             timeout_ms: 10_000,
             cpu_seconds: 10,
             memory_bytes: 1 << 30,
@@ -334,7 +339,7 @@ impl Sandbox {
                 }
                 cmd.arg("--");
                 cmd.args(&inner);
-                cmd.args([c.python.as_str(), "-I", "/code/main.py"]);
+                cmd.arg(&c.python).args(&c.python_args).arg("/code/main.py");
                 cmd
             }
             Backend::Plain => {
@@ -415,7 +420,7 @@ impl Sandbox {
         let err_rx = child.stderr.take().map(|s| spawn_reader(s, cap));
         let deadline = start + Duration::from_millis(self.config.timeout_ms);
         let mut timed_out = false;
-        let mut sleep = Duration::from_micros(500);
+        let mut sleep = Duration::from_micros(100);
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
@@ -431,7 +436,7 @@ impl Sandbox {
                 break self.stop(&mut child, pid)?;
             }
             std::thread::sleep(sleep.min(deadline - now));
-            sleep = (sleep * 2).min(Duration::from_millis(10));
+            sleep = (sleep * 2).min(Duration::from_millis(2));
         };
         // Whatever is left of the group (plain mode) goes too.
         kill_group(pid);

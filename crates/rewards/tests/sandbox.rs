@@ -205,12 +205,14 @@ fn fork_bomb_is_contained() {
     assert_eq!(r.stdout.trim(), "alive");
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc_geteuid() } == 0 {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert_eq!(
-            sandbox_user_processes(sb.config().unprivileged_uid),
-            0,
-            "sandbox processes survived"
-        );
+        // Killed processes of a dying PID namespace take a moment to go.
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let mut left = sandbox_user_processes(sb.config().unprivileged_uid);
+        while left > 0 && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            left = sandbox_user_processes(sb.config().unprivileged_uid);
+        }
+        assert_eq!(left, 0, "sandbox processes survived");
     }
 }
 
