@@ -1,0 +1,1 @@
+//! A simulated executor LLM with calibrated skills.
