@@ -3,6 +3,7 @@
 mod loss;
 mod optim;
 mod schema;
+mod score;
 mod trajectory;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ enum Command {
     Trajectory(trajectory::TrajectoryCmd),
     /// Print the JSON Schema of a file format.
     Schema(schema::SchemaArgs),
+    /// Score a predictions JSONL file against a dataset (EM/F1, math_equal, sandboxed tests).
+    Score(score::ScoreArgs),
     /// Optimizer tools: learning-rate schedules, state files, config checks.
     #[command(subcommand)]
     Optim(optim::OptimCmd),
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Trajectory(cmd) => trajectory::run(cmd),
         Command::Schema(args) => schema::run(args),
+        Command::Score(args) => score::run(args),
         Command::Optim(cmd) => optim::run(cmd),
         Command::Loss(args) => loss::run(args),
     }
