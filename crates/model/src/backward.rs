@@ -269,3 +269,69 @@ impl<T: Float> Model<T> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::attend_rows;
+
+    fn noise(n: usize, seed: u64) -> Vec<f64> {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (0..n)
+            .map(|_| {
+                z = z.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((z >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+            })
+            .collect()
+    }
+
+    fn slot(a: &mut LayerActs<f64>, which: usize, i: usize) -> &mut f64 {
+        match which {
+            0 => &mut a.q[i],
+            1 => &mut a.k[i],
+            _ => &mut a.v[i],
+        }
+    }
+
+    #[test]
+    fn attention_backward_matches_finite_differences() {
+        let mut cfg = ModelConfig::tiny();
+        cfg.num_attention_heads = 4;
+        cfg.num_key_value_heads = 2;
+        cfg.head_dim = 4;
+        let rows = [(0usize, 3usize), (3, 3), (3, 7)];
+        let n = 7;
+        let mut a = LayerActs::<f64> {
+            q: noise(n * cfg.q_dim(), 1).iter().map(|v| 3.0 * v).collect(),
+            k: noise(n * cfg.kv_dim(), 2).iter().map(|v| 3.0 * v).collect(),
+            v: noise(n * cfg.kv_dim(), 3),
+            ..LayerActs::default()
+        };
+        let c = noise(n * cfg.q_dim(), 4);
+        let (dq, dk, dv) = attention_backward(&cfg, &a, &c, &rows);
+        let obj = |a: &LayerActs<f64>| -> f64 {
+            attend_rows(&cfg, &a.q, &a.k, &a.v, &rows)
+                .iter()
+                .zip(&c)
+                .map(|(x, y)| x * y)
+                .sum()
+        };
+        let h = 1e-6;
+        for (which, grad) in [(0, &dq), (1, &dk), (2, &dv)] {
+            for i in 0..grad.len() {
+                let o = *slot(&mut a, which, i);
+                *slot(&mut a, which, i) = o + h;
+                let up = obj(&a);
+                *slot(&mut a, which, i) = o - h;
+                let down = obj(&a);
+                *slot(&mut a, which, i) = o;
+                let fd = (up - down) / (2.0 * h);
+                assert!(
+                    (fd - grad[i]).abs() <= 1e-8 + 1e-6 * fd.abs(),
+                    "tensor {which} [{i}]: {} vs {fd}",
+                    grad[i]
+                );
+            }
+        }
+    }
+}

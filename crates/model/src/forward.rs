@@ -91,7 +91,7 @@ pub(crate) fn check_tokens(tokens: &[u32], vocab: usize) -> Result<(), ModelErro
 }
 
 /// What one decoder layer keeps for its backward pass (`N` tokens).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct LayerActs<T> {
     pub x_in: Vec<T>,
     pub inv1: Vec<T>,

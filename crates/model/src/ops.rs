@@ -242,3 +242,153 @@ pub(crate) fn log_sum_exp<T: Float>(row: &[T]) -> T {
     let s: T = row.iter().map(|&v| (v - m).exp()).sum();
     m + s.ln()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::{LoraAdapter, Param};
+
+    fn noise(n: usize, seed: u64) -> Vec<f64> {
+        let mut z = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                z = z.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((z >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+            })
+            .collect()
+    }
+
+    /// Central differences of `f` at `x`, compared with `grad`.
+    fn fd_check(x: &mut [f64], grad: &[f64], f: &dyn Fn(&[f64]) -> f64) {
+        let h = 1e-6;
+        for i in 0..x.len() {
+            let o = x[i];
+            x[i] = o + h;
+            let up = f(x);
+            x[i] = o - h;
+            let down = f(x);
+            x[i] = o;
+            let fd = (up - down) / (2.0 * h);
+            assert!(
+                (fd - grad[i]).abs() <= 1e-8 + 1e-6 * fd.abs(),
+                "[{i}]: {} vs {fd}",
+                grad[i]
+            );
+        }
+    }
+
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn rmsnorm_backward_matches_finite_differences() {
+        let (rows, w) = (3, 5);
+        let mut x = noise(rows * w, 1);
+        let mut weight: Vec<f64> = noise(w, 2).iter().map(|v| 1.0 + v).collect();
+        let c = noise(rows * w, 3);
+        let (_, inv) = rmsnorm(&x, &weight, 1e-6);
+        let mut dx = vec![0.0; x.len()];
+        let mut dw = vec![0.0; w];
+        rmsnorm_backward(&x, &weight, &inv, &c, &mut dx, Some(&mut dw));
+        let wc = weight.clone();
+        fd_check(&mut x, &dx, &|x| dot(&rmsnorm(x, &wc, 1e-6).0, &c));
+        let xc = x.clone();
+        fd_check(&mut weight, &dw, &|w| dot(&rmsnorm(&xc, w, 1e-6).0, &c));
+    }
+
+    #[test]
+    fn rope_backward_is_the_inverse_rotation() {
+        let (heads, hd) = (2, 6);
+        let rope = RopeTable::<f64>::new([0usize, 3, 17].into_iter(), hd, 100.0);
+        let mut x = noise(3 * heads * hd, 4);
+        let c = noise(x.len(), 5);
+        let mut g = c.clone();
+        rope.apply(&mut g, heads, true);
+        let f = |x: &[f64]| {
+            let mut y = x.to_vec();
+            rope.apply(&mut y, heads, false);
+            dot(&y, &c)
+        };
+        fd_check(&mut x, &g, &f);
+        // Position 0 is the identity; the rotation keeps norms.
+        let mut y = x.clone();
+        rope.apply(&mut y, heads, false);
+        assert_eq!(&y[..heads * hd], &x[..heads * hd]);
+        assert!((dot(&y, &y) - dot(&x, &x)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn linear_with_adapter_backward_matches_finite_differences() {
+        let (n, i, o, r) = (3, 4, 5, 2);
+        let mk = |name: &str, shape: Vec<usize>, seed| Param {
+            name: name.into(),
+            value: noise(shape.iter().product(), seed),
+            shape,
+            grad: Vec::new(),
+        };
+        let mut lin = Linear {
+            weight: mk("w", vec![o, i], 6),
+            bias: Some(mk("b", vec![o], 7)),
+            lora: Some(LoraAdapter {
+                a: mk("a", vec![r, i], 8),
+                b: mk("bb", vec![o, r], 9),
+                rank: r,
+                scale: 1.5,
+            }),
+            out_features: o,
+            in_features: i,
+        };
+        let mut x = noise(n * i, 10);
+        let c = noise(n * o, 11);
+        let mut dx = vec![0.0; n * i];
+        linear_backward(&mut lin, &x, &c, n, &mut dx, true);
+        let l0 = lin.clone();
+        fd_check(&mut x, &dx, &|x| dot(&linear_forward(&l0, x, n), &c));
+        let grads = [
+            lin.weight.grad.clone(),
+            lin.bias.as_ref().map(|b| b.grad.clone()).unwrap_or_default(),
+            lin.lora.as_ref().map(|l| l.a.grad.clone()).unwrap_or_default(),
+            lin.lora.as_ref().map(|l| l.b.grad.clone()).unwrap_or_default(),
+        ];
+        for (which, g) in grads.iter().enumerate() {
+            let base = lin.clone();
+            let mut vals = field(&mut base.clone(), which).clone();
+            fd_check(&mut vals, g, &|v| {
+                let mut l = base.clone();
+                field(&mut l, which).copy_from_slice(v);
+                dot(&linear_forward(&l, &x, n), &c)
+            });
+        }
+    }
+
+    fn field(l: &mut Linear<f64>, which: usize) -> &mut Vec<f64> {
+        match (which, &mut l.bias, &mut l.lora) {
+            (1, Some(b), _) => &mut b.value,
+            (2, _, Some(a)) => &mut a.a.value,
+            (3, _, Some(a)) => &mut a.b.value,
+            _ => &mut l.weight.value,
+        }
+    }
+
+    #[test]
+    fn head_attention_is_causal_and_normalised() {
+        let (lq, hd, past) = (3, 4, 2);
+        let q = noise(lq * hd, 12);
+        let k = noise((past + lq) * hd, 13);
+        let v = noise((past + lq) * hd, 14);
+        let (_, p) = head_attention(
+            Mat::new(&q, lq, hd),
+            Mat::new(&k, past + lq, hd),
+            Mat::new(&v, past + lq, hd),
+            past,
+            0.5,
+        );
+        for (i, row) in p.chunks(past + lq).enumerate() {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            assert!(row[past + i + 1..].iter().all(|&x| x == 0.0));
+            assert!(row[..=past + i].iter().all(|&x| x > 0.0));
+        }
+        assert!((log_sum_exp(&[1000.0, 1000.0]) - (1000.0 + 2f64.ln())).abs() < 1e-9);
+    }
+}
