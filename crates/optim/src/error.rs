@@ -120,7 +120,8 @@ pub enum OptimError {
     /// Bytes follow the data section of a state file.
     #[error("state file has {extra} unexpected bytes after the data section")]
     TrailingData {
-        /// Number of extra bytes (at least 1).
+        /// Number of extra bytes (at least 1; [`crate::OptimizerState::load`]
+        /// counts at most 1 MiB of them).
         extra: u64,
     },
     /// The JSON header is malformed or inconsistent.

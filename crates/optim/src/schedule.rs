@@ -221,5 +221,8 @@ mod tests {
         assert_eq!(parsed, ScheduleConfig::flowsteer(300));
         assert!(serde_json::from_str::<ScheduleConfig>(r#"{"kind":"cosine"}"#).is_err());
         assert!(serde_json::from_str::<ScheduleConfig>(r#"{"kind":"step"}"#).is_err());
+        assert!(
+            serde_json::from_str::<ScheduleConfig>(r#"{"kind":"constant","warmup":3}"#).is_err()
+        );
     }
 }
