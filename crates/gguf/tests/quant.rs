@@ -383,10 +383,10 @@ fn known_q5_0_block() {
     b.extend(qh.to_le_bytes());
     b.extend((0..16u8).map(|j| j | (j << 4)));
     let y = dequantize(GgmlType::Q5_0, &b, 32).unwrap();
-    for j in 0..32 {
+    for (j, v) in y.iter().enumerate() {
         let low = (j % 16) as u32;
         let high = (qh >> j) & 1;
-        assert_eq!(y[j], (low | (high << 4)) as f32 - 16.0, "value {j}");
+        assert_eq!(*v, (low | (high << 4)) as f32 - 16.0, "value {j}");
     }
 }
 
