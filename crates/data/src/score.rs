@@ -36,6 +36,10 @@ pub struct ScoreConfig {
     pub f1: F1Config,
     /// Sandbox for code items.
     pub sandbox: SandboxConfig,
+    /// Items scored at once by [`Scorer::score_all`]; 0 means four per CPU
+    /// core. Sandbox runs spend most of their time waiting on the kernel
+    /// (namespace set-up), not computing, so more jobs than cores pays off.
+    pub parallelism: usize,
 }
 
 /// One prediction record: `{"id": …, "prediction": …}`.
@@ -203,22 +207,31 @@ impl Scorer {
             .map(|id| id.to_string())
             .collect();
         unknown.sort();
-        let items: Vec<ItemScore> = tasks
-            .par_iter()
-            .map(|t| match by_id.get(t.id.as_str()) {
-                Some(pred) => self.score(t, pred),
-                None => Ok(ItemScore {
-                    id: t.id.clone(),
-                    family: t.family,
-                    score: 0.0,
-                    correct: false,
-                    f1: None,
-                    extracted: None,
-                    outcome: None,
-                    missing: true,
-                }),
-            })
-            .collect::<Result<_, _>>()?;
+        let jobs = if self.config.parallelism == 0 {
+            4 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            self.config.parallelism
+        };
+        let score_one = |t: &Task| match by_id.get(t.id.as_str()) {
+            Some(pred) => self.score(t, pred),
+            None => Ok(ItemScore {
+                id: t.id.clone(),
+                family: t.family,
+                score: 0.0,
+                correct: false,
+                f1: None,
+                extracted: None,
+                outcome: None,
+                missing: true,
+            }),
+        };
+        let items: Vec<ItemScore> = match rayon::ThreadPoolBuilder::new().num_threads(jobs).build()
+        {
+            Ok(pool) => {
+                pool.install(|| tasks.par_iter().map(score_one).collect::<Result<_, _>>())?
+            }
+            Err(_) => tasks.par_iter().map(score_one).collect::<Result<_, _>>()?,
+        };
         let n = items.len();
         let correct = items.iter().filter(|i| i.correct).count();
         let missing: Vec<String> = items

@@ -118,7 +118,7 @@ pub fn f1_reward<S: AsRef<str>>(prediction: &str, golds: &[S], config: &F1Config
             if config.substring_rule
                 && !ng.is_empty()
                 && f1 < config.substring_score
-                && contains_words(&np, &ng)
+                && np.contains(&ng)
             {
                 config.substring_score
             } else {
@@ -126,11 +126,6 @@ pub fn f1_reward<S: AsRef<str>>(prediction: &str, golds: &[S], config: &F1Config
             }
         })
         .fold(0.0, f64::max)
-}
-
-/// Substring test on normalised strings (plain substring, as FlowSteer does).
-fn contains_words(haystack: &str, needle: &str) -> bool {
-    haystack.contains(needle)
 }
 
 #[cfg(test)]
