@@ -8,3 +8,4 @@ pub use flowrl_optim as optim;
 pub use flowrl_trajectory as trajectory;
 pub use flowrl_data as data;
 pub use flowrl_rewards as rewards;
+pub use flowrl_plugin_host as plugins;

@@ -2,6 +2,7 @@
 
 mod loss;
 mod optim;
+mod plugins;
 mod schema;
 mod score;
 mod trajectory;
@@ -32,6 +33,9 @@ enum Command {
     Optim(optim::OptimCmd),
     /// Evaluate a policy objective (loss, gradient, statistics) on a JSON token batch.
     Loss(loss::LossArgs),
+    /// List plugin libraries and load errors; run a plugin operator.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCmd),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
@@ -52,5 +56,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(args) => score::run(args),
         Command::Optim(cmd) => optim::run(cmd),
         Command::Loss(args) => loss::run(args),
+        Command::Plugins(cmd) => plugins::run(cmd),
     }
 }

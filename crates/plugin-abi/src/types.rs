@@ -35,6 +35,12 @@ impl ComponentKind {
     }
 }
 
+impl std::fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
 /// One component a plugin library provides: its kind, the name the host
 /// passes to the matching constructor, and a description.
 #[repr(C)]

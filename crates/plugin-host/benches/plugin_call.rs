@@ -3,7 +3,8 @@
 //! plugin's panic guard, and the output parse and schema check.
 //!
 //! `static` links the fixture plugin into this binary; `dynamic` loads the
-//! same crate as a shared library (built on first use, as in the tests).
+//! same crate as a shared library (built with the release profile on first
+//! use, like the tests build theirs).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -27,7 +28,7 @@ fn noop_call(c: &mut Criterion) {
     });
 
     let mut dynamic = Host::new();
-    if let Err(e) = dynamic.load(&support::library(support::FIXTURES)) {
+    if let Err(e) = dynamic.load(&support::library_in(true, support::FIXTURES)) {
         panic!("dynamic fixtures plugin: {e}");
     }
     let ops = dynamic
@@ -40,7 +41,7 @@ fn noop_call(c: &mut Criterion) {
     let input =
         r#"{"text": "The quick brown fox jumps over the lazy dog. The dog sleeps.", "top": 3}"#;
     let mut example = Host::new();
-    if let Err(e) = example.load(&support::library(support::EXAMPLE)) {
+    if let Err(e) = example.load(&support::library_in(true, support::EXAMPLE)) {
         panic!("example plugin: {e}");
     }
     let text = example

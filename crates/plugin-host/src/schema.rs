@@ -133,24 +133,24 @@ impl Schema {
                 return;
             }
         }
-        if let Some(Value::Array(options)) = obj.get("enum") {
-            if !options.iter().any(|o| json_eq(o, value)) {
-                errors.push(format!(
-                    "{}: {} is not one of {}",
-                    at(path),
-                    short(value),
-                    Value::Array(options.clone())
-                ));
-            }
+        if let Some(Value::Array(options)) = obj.get("enum")
+            && !options.iter().any(|o| json_eq(o, value))
+        {
+            errors.push(format!(
+                "{}: {} is not one of {}",
+                at(path),
+                short(value),
+                Value::Array(options.clone())
+            ));
         }
-        if let Some(expected) = obj.get("const") {
-            if !json_eq(expected, value) {
-                errors.push(format!(
-                    "{}: expected {expected}, got {}",
-                    at(path),
-                    short(value)
-                ));
-            }
+        if let Some(expected) = obj.get("const")
+            && !json_eq(expected, value)
+        {
+            errors.push(format!(
+                "{}: expected {expected}, got {}",
+                at(path),
+                short(value)
+            ));
         }
 
         match value {
@@ -182,23 +182,23 @@ impl Schema {
                 }
             }
             Value::Array(items) => {
-                if let Some(min) = obj.get("minItems").and_then(Value::as_u64) {
-                    if (items.len() as u64) < min {
-                        errors.push(format!(
-                            "{}: {} items, at least {min} required",
-                            at(path),
-                            items.len()
-                        ));
-                    }
+                if let Some(min) = obj.get("minItems").and_then(Value::as_u64)
+                    && (items.len() as u64) < min
+                {
+                    errors.push(format!(
+                        "{}: {} items, at least {min} required",
+                        at(path),
+                        items.len()
+                    ));
                 }
-                if let Some(max) = obj.get("maxItems").and_then(Value::as_u64) {
-                    if (items.len() as u64) > max {
-                        errors.push(format!(
-                            "{}: {} items, at most {max} allowed",
-                            at(path),
-                            items.len()
-                        ));
-                    }
+                if let Some(max) = obj.get("maxItems").and_then(Value::as_u64)
+                    && (items.len() as u64) > max
+                {
+                    errors.push(format!(
+                        "{}: {} items, at most {max} allowed",
+                        at(path),
+                        items.len()
+                    ));
                 }
                 if let Some(sub) = obj.get("items") {
                     for (i, item) in items.iter().enumerate() {
@@ -212,21 +212,21 @@ impl Schema {
             }
             Value::String(s) => {
                 let chars = s.chars().count() as u64;
-                if let Some(min) = obj.get("minLength").and_then(Value::as_u64) {
-                    if chars < min {
-                        errors.push(format!(
-                            "{}: string of {chars} characters, at least {min} required",
-                            at(path)
-                        ));
-                    }
+                if let Some(min) = obj.get("minLength").and_then(Value::as_u64)
+                    && chars < min
+                {
+                    errors.push(format!(
+                        "{}: string of {chars} characters, at least {min} required",
+                        at(path)
+                    ));
                 }
-                if let Some(max) = obj.get("maxLength").and_then(Value::as_u64) {
-                    if chars > max {
-                        errors.push(format!(
-                            "{}: string of {chars} characters, at most {max} allowed",
-                            at(path)
-                        ));
-                    }
+                if let Some(max) = obj.get("maxLength").and_then(Value::as_u64)
+                    && chars > max
+                {
+                    errors.push(format!(
+                        "{}: string of {chars} characters, at most {max} allowed",
+                        at(path)
+                    ));
                 }
             }
             Value::Number(n) => {
@@ -254,14 +254,14 @@ impl Schema {
                 self.check(sub, value, path, errors, depth + 1);
             }
         }
-        if let Some(Value::Array(any)) = obj.get("anyOf") {
-            if !any.iter().any(|sub| self.matches(sub, value, depth)) {
-                errors.push(format!(
-                    "{}: {} matches none of the anyOf alternatives",
-                    at(path),
-                    short(value)
-                ));
-            }
+        if let Some(Value::Array(any)) = obj.get("anyOf")
+            && !any.iter().any(|sub| self.matches(sub, value, depth))
+        {
+            errors.push(format!(
+                "{}: {} matches none of the anyOf alternatives",
+                at(path),
+                short(value)
+            ));
         }
         if let Some(Value::Array(one)) = obj.get("oneOf") {
             let n = one
@@ -276,14 +276,14 @@ impl Schema {
                 ));
             }
         }
-        if let Some(not) = obj.get("not") {
-            if self.matches(not, value, depth) {
-                errors.push(format!(
-                    "{}: {} matches a `not` schema",
-                    at(path),
-                    short(value)
-                ));
-            }
+        if let Some(not) = obj.get("not")
+            && self.matches(not, value, depth)
+        {
+            errors.push(format!(
+                "{}: {} matches a `not` schema",
+                at(path),
+                short(value)
+            ));
         }
     }
 

@@ -38,7 +38,7 @@ fn target_dir() -> PathBuf {
     base.join("plugin-tests")
 }
 
-fn build() -> Result<PathBuf, String> {
+fn build(release: bool) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target = target_dir();
     let mut cmd = Command::new(cargo);
@@ -49,6 +49,9 @@ fn build() -> Result<PathBuf, String> {
         cmd.args(["-p", p]);
     }
     cmd.arg("--target-dir").arg(&target);
+    if release {
+        cmd.arg("--release");
+    }
     let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!(
@@ -56,21 +59,30 @@ fn build() -> Result<PathBuf, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(target.join("debug"))
+    Ok(target.join(if release { "release" } else { "debug" }))
 }
 
-/// The directory holding the built plugin libraries (built on first use).
-pub fn plugin_dir() -> &'static Path {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match DIR.get_or_init(build) {
+/// The directory holding the plugin libraries built with the dev
+/// (`release == false`) or release profile, built on first use.
+pub fn plugin_dir(release: bool) -> &'static Path {
+    static DEBUG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    static RELEASE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let cell = if release { &RELEASE } else { &DEBUG };
+    match cell.get_or_init(|| build(release)) {
         Ok(dir) => dir,
         Err(message) => panic!("{message}"),
     }
 }
 
-/// Path of the shared library of crate `lib_name` (e.g. `lib<name>.so`).
+/// Path of the dev-profile shared library of crate `lib_name` (e.g. `lib<name>.so`).
 pub fn library(lib_name: &str) -> PathBuf {
-    plugin_dir().join(format!(
+    library_in(false, lib_name)
+}
+
+/// Path of the shared library of crate `lib_name` built with the dev
+/// (`release == false`) or release profile.
+pub fn library_in(release: bool, lib_name: &str) -> PathBuf {
+    plugin_dir(release).join(format!(
         "{}{lib_name}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
