@@ -73,6 +73,9 @@ pub struct ScoreArgs {
     /// Run code without bubblewrap (rlimits and timeout only, no isolation) when it is missing.
     #[arg(long)]
     allow_unsandboxed: bool,
+    /// Items scored at once (0: four per CPU core).
+    #[arg(long, default_value_t = 0)]
+    jobs: usize,
     /// Print only the totals.
     #[arg(long)]
     totals_only: bool,
@@ -97,6 +100,7 @@ fn report(args: &ScoreArgs) -> anyhow::Result<serde_json::Value> {
             },
             ..SandboxConfig::default()
         },
+        parallelism: args.jobs,
         ..ScoreConfig::default()
     };
     config.f1.substring_rule = !args.no_substring_rule;
@@ -146,6 +150,7 @@ mod tests {
             no_substring_rule: false,
             timeout_ms: 1000,
             allow_unsandboxed: false,
+            jobs: 1,
             totals_only: false,
         };
         let v = report(&args).unwrap();
