@@ -352,6 +352,23 @@ impl GgufFile {
             data,
         })
     }
+
+    /// Dequantises the tensor with Hugging Face name `hf_name` (e.g.
+    /// `model.layers.0.self_attn.q_proj.weight`), found through
+    /// [`crate::hf_to_gguf_name`]; the returned tensor carries `hf_name`.
+    ///
+    /// # Errors
+    /// [`GgufError::TensorNotFound`] when the name has no GGUF counterpart or
+    /// the file lacks it, and the errors of [`GgufFile::dequantize`].
+    pub fn dequantize_hf(&self, hf_name: &str) -> Result<Tensor> {
+        let gguf_name =
+            crate::hf_to_gguf_name(hf_name).ok_or_else(|| GgufError::TensorNotFound {
+                name: hf_name.into(),
+            })?;
+        let mut t = self.dequantize(&gguf_name)?;
+        t.name = hf_name.to_owned();
+        Ok(t)
+    }
 }
 
 fn wrong_type(key: &str, expected: &'static str, found: &MetaValue) -> GgufError {

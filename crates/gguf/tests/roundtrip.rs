@@ -294,6 +294,20 @@ fn tensor_names_map_to_hugging_face() {
         gguf_to_hf_name(&file.tensors()[0].name).as_deref(),
         Some("model.embed_tokens.weight")
     );
+    let by_hf = file
+        .dequantize_hf("model.layers.1.self_attn.q_proj.bias")
+        .unwrap();
+    let by_gguf = file.dequantize("blk.1.attn_q.bias").unwrap();
+    assert_eq!(by_hf.name, "model.layers.1.self_attn.q_proj.bias");
+    assert_eq!((by_hf.shape, by_hf.data), (by_gguf.shape, by_gguf.data));
+    assert!(matches!(
+        file.dequantize_hf("lm_head.weight"),
+        Err(GgufError::TensorNotFound { .. })
+    ));
+    assert!(matches!(
+        file.dequantize_hf("model.rotary.inv_freq"),
+        Err(GgufError::TensorNotFound { .. })
+    ));
 }
 
 fn header(version: u32, tensors: u64, kvs: u64) -> Vec<u8> {
