@@ -9,3 +9,4 @@ pub use flowrl_trajectory as trajectory;
 pub use flowrl_data as data;
 pub use flowrl_rewards as rewards;
 pub use flowrl_plugin_host as plugins;
+pub use flowrl_llm_openai as llm_openai;
