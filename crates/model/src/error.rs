@@ -51,6 +51,9 @@ pub enum ModelError {
     /// A safetensors file is malformed.
     #[error("safetensors: {0}")]
     Safetensors(String),
+    /// A GGUF file could not be read or holds an unusable value.
+    #[error("gguf: {0}")]
+    Gguf(#[from] flowrl_gguf::GgufError),
     /// A JSON config could not be parsed.
     #[error("config JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -12,6 +12,7 @@
 //! * [`generate`] — batched sampling with a KV cache (temperature, top-k,
 //!   top-p, stop tokens / sequences / strings, seeded RNG), returning both
 //!   the sampling-distribution and the raw model log-probs.
+//! * [`gguf`] — GGUF loading (config from metadata, dequantised tensors).
 //! * [`io`] — safetensors loading (memory-mapped; F32/F16/BF16) and saving
 //!   of weights and adapters with Hugging Face / PEFT names.
 //!
@@ -35,6 +36,7 @@ pub mod error;
 pub mod float;
 pub mod forward;
 pub mod generate;
+pub mod gguf;
 pub mod io;
 pub mod lora;
 mod ops;
