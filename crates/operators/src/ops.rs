@@ -180,6 +180,7 @@ impl StdOperator {
             task_id: ctx.task_id.clone(),
             entry_point: ctx.entry_point.clone(),
             gold: ctx.gold.clone(),
+            query: input.query_or(ctx).to_string(),
             inputs: input.inputs.clone(),
             feedback: input.feedback.clone(),
             instruction: input.instruction.clone(),
@@ -347,7 +348,9 @@ fn verdict_word(v: bool) -> &'static str {
     if v { "correct" } else { "incorrect" }
 }
 
-fn vote_key(ctx: &TaskContext, s: &str) -> String {
+/// The key under which ensembles compare answers: the answer part of `s`,
+/// SQuAD-normalised for QA, without whitespace for math, whitespace-collapsed for code.
+pub fn vote_key(ctx: &TaskContext, s: &str) -> String {
     let a = answer_of(s);
     if ctx.is_math() {
         a.chars()

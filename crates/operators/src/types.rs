@@ -44,6 +44,17 @@ impl TaskContext {
         }
     }
 
+    /// The Python test code for [`TaskContext::tests`] from structured
+    /// tests: the setup, the asserts, then the harness and its
+    /// `check(entry_point)` call (the `Test` operator appends it to the solution).
+    pub fn tests_text(tests: &flowrl_rewards::CodeTests) -> String {
+        let mut t = flowrl_rewards::build_program("", tests);
+        if t.starts_with('\n') {
+            t.remove(0);
+        }
+        t
+    }
+
     /// `true` for the `code` family.
     pub fn is_code(&self) -> bool {
         self.family.eq_ignore_ascii_case("code")
@@ -186,6 +197,9 @@ pub struct SideChannel {
     /// The task's gold answer ([`TaskContext::gold`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gold: Option<serde_json::Value>,
+    /// The effective query (the task's question unless the input overrides it).
+    #[serde(default)]
+    pub query: String,
     /// The solutions the request is about (checked, revised, ensembled), and
     /// for solvers the previous outputs they were given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
