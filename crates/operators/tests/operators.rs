@@ -73,9 +73,12 @@ fn math() -> TaskContext {
 }
 
 fn all() -> Registry {
-    let mut cfg = OperatorsConfig::default();
-    cfg.search_corpus =
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus.jsonl"));
+    let cfg = OperatorsConfig {
+        search_corpus: Some(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus.jsonl"),
+        ),
+        ..OperatorsConfig::default()
+    };
     Registry::all_with(&cfg).unwrap()
 }
 
