@@ -9,7 +9,7 @@ use flowrl_plugin_host::{
     abi::{ChatRequest, ComponentKind, PluginErrorKind},
 };
 use serde_json::{Value, json};
-use support::{EXAMPLE, FIXTURES, FUTURE, NOT_FLOWRL, library};
+use support::{EXAMPLE, FIXTURES, FUTURE, NOT_FLOWRL, OLD_ABI, library};
 
 fn host_with(libs: &[&str]) -> Host {
     let mut host = Host::new();
@@ -118,6 +118,31 @@ fn incompatible_interface_version_is_refused_naming_both_versions() {
     );
     assert_eq!(host.errors().len(), 1);
     assert!(host.libraries().is_empty());
+}
+
+#[test]
+fn an_older_interface_crate_is_refused_by_the_abi_stable_version_check() {
+    let mut host = Host::new();
+    let err = host.load(&library(OLD_ABI)).unwrap_err();
+    match &err {
+        HostError::IncompatibleVersion {
+            what, plugin, host, ..
+        } => {
+            assert_eq!(what, "flowrl-plugin-abi");
+            assert_eq!(plugin, "0.0.1");
+            assert_eq!(host, env!("CARGO_PKG_VERSION"));
+        }
+        other => panic!("expected IncompatibleVersion, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("built against flowrl-plugin-abi 0.0.1")
+            && text.contains(&format!(
+                "implements flowrl-plugin-abi {}",
+                env!("CARGO_PKG_VERSION")
+            )),
+        "{text}"
+    );
 }
 
 #[test]

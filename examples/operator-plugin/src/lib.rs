@@ -261,9 +261,10 @@ mod tests {
         let text = "One two three. Four five six seven. Eight.";
         assert_eq!(extractive_summary(text, 3), "One two three.");
         assert_eq!(
-            extractive_summary(text, 8),
+            extractive_summary(text, 7),
             "One two three. Four five six seven."
         );
+        assert_eq!(extractive_summary(text, 8), text);
         assert_eq!(extractive_summary(text, 100), text);
         assert_eq!(
             extractive_summary("no terminal punctuation here", 2),

@@ -16,12 +16,14 @@ pub const EXAMPLE: &str = "flowrl_example_operator_plugin";
 pub const FIXTURES: &str = "flowrl_test_fixtures_plugin";
 pub const FUTURE: &str = "flowrl_test_future_interface_plugin";
 pub const NOT_FLOWRL: &str = "flowrl_test_not_flowrl";
+pub const OLD_ABI: &str = "flowrl_test_old_abi_plugin";
 
 const PACKAGES: &[&str] = &[
     "flowrl-example-operator-plugin",
     "flowrl-test-fixtures-plugin",
     "flowrl-test-future-interface-plugin",
     "flowrl-test-not-flowrl",
+    "flowrl-test-old-abi-plugin",
 ];
 
 /// The workspace root (two levels above this crate).
