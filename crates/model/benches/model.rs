@@ -102,7 +102,9 @@ fn qwen_half_b(c: &mut Criterion) {
     let mut g = c.benchmark_group("Qwen2.5-0.5B shape generation, 4 prompts x 8 tokens, 8 new");
     g.sample_size(10);
     g.throughput(Throughput::Elements(4 * 8));
-    let prompts: Vec<Vec<u32>> = (0..4).map(|i| (0..8).map(|p| i * 100 + p).collect()).collect();
+    let prompts: Vec<Vec<u32>> = (0..4)
+        .map(|i| (0..8).map(|p| i * 100 + p).collect())
+        .collect();
     let gen_cfg = GenerateConfig {
         max_new_tokens: 8,
         ..GenerateConfig::default()

@@ -126,7 +126,14 @@ fn layer_backward<T: Float>(
     linear_backward(&mut layer.gate_proj, &a.h2, &dg, n, &mut dh2, full);
     linear_backward(&mut layer.up_proj, &a.h2, &du, n, &mut dh2, full);
     let mut dx_mid = dx;
-    norm_backward(&mut layer.post_norm, &a.x_mid, &a.inv2, &dh2, &mut dx_mid, full);
+    norm_backward(
+        &mut layer.post_norm,
+        &a.x_mid,
+        &a.inv2,
+        &dh2,
+        &mut dx_mid,
+        full,
+    );
     // Attention.
     let mut dattn = vec![T::ZERO; n * cfg.q_dim()];
     linear_backward(&mut layer.o_proj, &a.attn, &dx_mid, n, &mut dattn, full);
@@ -146,7 +153,14 @@ fn layer_backward<T: Float>(
     linear_backward(&mut layer.k_proj, &a.h1, &dk, n, &mut dh1, full);
     linear_backward(&mut layer.v_proj, &a.h1, &dv, n, &mut dh1, full);
     let mut dx_in = dx_mid;
-    norm_backward(&mut layer.input_norm, &a.x_in, &a.inv1, &dh1, &mut dx_in, full);
+    norm_backward(
+        &mut layer.input_norm,
+        &a.x_in,
+        &a.inv1,
+        &dh1,
+        &mut dx_in,
+        full,
+    );
     dx_in
 }
 
@@ -169,6 +183,7 @@ impl<T: Float> Model<T> {
         dlp: &[T],
         mode: GradMode,
     ) -> Result<(), ModelError> {
+        self.validate()?;
         let cfg = self.config.clone();
         let (d, vocab) = (cfg.hidden_size, cfg.vocab_size);
         let n = acts.tokens.len();
@@ -178,7 +193,15 @@ impl<T: Float> Model<T> {
                 dlp.len()
             )));
         }
-        if acts.layers.len() != self.layers.len() || acts.hidden.len() != n * d {
+        let q_len = n * cfg.q_dim();
+        if acts.layers.len() != self.layers.len()
+            || acts.hidden.len() != n * d
+            || acts
+                .layers
+                .iter()
+                .any(|a| a.q.len() != q_len || a.x_in.len() != n * d)
+            || acts.rope.cos.len() != n * cfg.head_dim / 2
+        {
             return Err(ModelError::InvalidInput(
                 "activations come from a model of another shape".into(),
             ));
@@ -279,7 +302,9 @@ mod tests {
         let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         (0..n)
             .map(|_| {
-                z = z.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                z = z
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((z >> 11) as f64 / (1u64 << 53) as f64) - 0.5
             })
             .collect()
@@ -318,7 +343,7 @@ mod tests {
         };
         let h = 1e-6;
         for (which, grad) in [(0, &dq), (1, &dk), (2, &dv)] {
-            for i in 0..grad.len() {
+            for (i, &g) in grad.iter().enumerate() {
                 let o = *slot(&mut a, which, i);
                 *slot(&mut a, which, i) = o + h;
                 let up = obj(&a);
@@ -327,9 +352,8 @@ mod tests {
                 *slot(&mut a, which, i) = o;
                 let fd = (up - down) / (2.0 * h);
                 assert!(
-                    (fd - grad[i]).abs() <= 1e-8 + 1e-6 * fd.abs(),
-                    "tensor {which} [{i}]: {} vs {fd}",
-                    grad[i]
+                    (fd - g).abs() <= 1e-8 + 1e-6 * fd.abs(),
+                    "tensor {which} [{i}]: {g} vs {fd}"
                 );
             }
         }

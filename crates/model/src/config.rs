@@ -268,7 +268,10 @@ impl ModelConfig {
         if self.vocab_size > u32::MAX as usize {
             return Err(ModelError::config("vocab_size", "must fit in u32"));
         }
-        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(ModelError::config(
                 "num_key_value_heads",
                 format!(

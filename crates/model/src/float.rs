@@ -208,7 +208,10 @@ pub(crate) fn matmul<T: Float>(a: Mat<'_, T>, b: Mat<'_, T>, c: &mut [T], accumu
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "matmul: inner dimensions differ");
     assert_eq!(c.len(), m * n, "matmul: output size");
-    assert!(a.in_bounds() && b.in_bounds(), "matmul: operand out of bounds");
+    assert!(
+        a.in_bounds() && b.in_bounds(),
+        "matmul: operand out of bounds"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -243,7 +246,9 @@ pub(crate) fn matmul<T: Float>(a: Mat<'_, T>, b: Mat<'_, T>, c: &mut [T], accumu
         };
         return;
     }
-    let parts = (threads * 2).min(if m >= threads * 4 { m } else { n }).max(1);
+    let parts = (threads * 2)
+        .min(if m >= threads * 4 { m } else { n })
+        .max(1);
     let cptr = SendPtr(c.as_mut_ptr());
     if m >= threads * 4 {
         let chunk = m.div_ceil(parts);

@@ -158,7 +158,11 @@ impl<T: Clone> Clone for RopeTable<T> {
 
 impl<T> std::fmt::Debug for RopeTable<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RopeTable {{ tokens: {} }}", self.cos.len() / self.half.max(1))
+        write!(
+            f,
+            "RopeTable {{ tokens: {} }}",
+            self.cos.len() / self.half.max(1)
+        )
     }
 }
 
@@ -241,7 +245,8 @@ pub(crate) fn layer_forward<T: Float>(
     let mut q = linear_forward(&layer.q_proj, &h1, n);
     let mut k = linear_forward(&layer.k_proj, &h1, n);
     let v = linear_forward(&layer.v_proj, &h1, n);
-    let (mut q_pre, mut q_inv, mut k_pre, mut k_inv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut q_pre, mut q_inv, mut k_pre, mut k_inv) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
         let (qq, qi) = rmsnorm(&q, &qn.value, eps);
         let (kk, ki) = rmsnorm(&k, &kn.value, eps);
@@ -318,6 +323,7 @@ impl<T: Float> Model<T> {
         input: &Packed<'_>,
         keep: bool,
     ) -> Result<(Vec<T>, Option<Activations<T>>), ModelError> {
+        self.validate()?;
         input.validate(self.config.vocab_size)?;
         let cfg = &self.config;
         let rows = input.rows();
@@ -406,7 +412,11 @@ impl<T: Float> Model<T> {
     /// # Errors
     /// As [`Packed::validate`]; [`ModelError::InvalidInput`] when `targets`
     /// has another length; [`ModelError::TokenOutOfRange`] for a target id.
-    pub fn token_logprobs(&self, input: &Packed<'_>, targets: &[u32]) -> Result<Vec<T>, ModelError> {
+    pub fn token_logprobs(
+        &self,
+        input: &Packed<'_>,
+        targets: &[u32],
+    ) -> Result<Vec<T>, ModelError> {
         self.check_targets(input, targets)?;
         let hidden = self.forward_hidden(input)?;
         Ok(self.head_logprobs(&hidden, targets))

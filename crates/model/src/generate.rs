@@ -157,7 +157,9 @@ impl<T: Float> Model<T> {
         caches: &mut [KvCache<T>],
         tokens: &[Vec<u32>],
     ) -> Result<Vec<T>, ModelError> {
+        self.validate()?;
         let cfg = &self.config;
+        let kvd = cfg.kv_dim();
         if caches.len() != tokens.len() {
             return Err(ModelError::InvalidInput(format!(
                 "{} caches for {} sequences",
@@ -167,10 +169,17 @@ impl<T: Float> Model<T> {
         }
         for (c, t) in caches.iter().zip(tokens) {
             if t.is_empty() {
-                return Err(ModelError::InvalidInput("a sequence has no new token".into()));
+                return Err(ModelError::InvalidInput(
+                    "a sequence has no new token".into(),
+                ));
             }
-            if c.k.len() != self.layers.len() {
-                return Err(ModelError::InvalidInput("cache of another model".into()));
+            let consistent = c.k.len() == self.layers.len()
+                && c.v.len() == self.layers.len()
+                && c.k.iter().chain(&c.v).all(|x| x.len() == c.len * kvd);
+            if !consistent {
+                return Err(ModelError::InvalidInput(
+                    "KV cache of another model or inconsistent lengths".into(),
+                ));
             }
             check_tokens(t, cfg.vocab_size)?;
         }
@@ -185,7 +194,7 @@ impl<T: Float> Model<T> {
         }
         let rope = RopeTable::new(positions.into_iter(), cfg.head_dim, cfg.rope_theta);
         let (h, hd) = (cfg.num_attention_heads, cfg.head_dim);
-        let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
+        let qd = cfg.q_dim();
         let group = h / cfg.num_key_value_heads;
         let scale = T::from_f64(1.0 / (hd as f64).sqrt());
         let mut x = self.embed_tokens(&flat);
@@ -292,7 +301,11 @@ fn sample_row<T: Float>(row: &[T], cfg: &GenerateConfig, rng: &mut StdRng) -> (u
         }
     }
     let token = cand[pick].0;
-    (token as u32, (probs[pick] / total).ln(), logits[token] - lse)
+    (
+        token as u32,
+        (probs[pick] / total).ln(),
+        logits[token] - lse,
+    )
 }
 
 /// A 64-bit mix (SplitMix64) to derive per-prompt seeds.
@@ -352,8 +365,10 @@ pub fn generate<T: Float>(
     let mut feed: Vec<Vec<u32>> = prompts.to_vec();
     let vocab = model.config.vocab_size;
     while !active.is_empty() {
-        let mut step_caches: Vec<KvCache<T>> =
-            active.iter().map(|&i| std::mem::take(&mut caches[i])).collect();
+        let mut step_caches: Vec<KvCache<T>> = active
+            .iter()
+            .map(|&i| std::mem::take(&mut caches[i]))
+            .collect();
         let logits = model.decode_step(&mut step_caches, &feed);
         for (&i, c) in active.iter().zip(step_caches) {
             caches[i] = c;

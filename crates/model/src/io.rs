@@ -241,7 +241,12 @@ fn write_params<T: Float>(
 ) -> Result<(), ModelError> {
     let buffers: Vec<Vec<u8>> = params
         .iter()
-        .map(|p| p.value.iter().flat_map(|v| v.to_f32().to_le_bytes()).collect())
+        .map(|p| {
+            p.value
+                .iter()
+                .flat_map(|v| v.to_f32().to_le_bytes())
+                .collect()
+        })
         .collect();
     let views = params
         .iter()

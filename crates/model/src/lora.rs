@@ -53,7 +53,10 @@ impl LoraConfig {
             return Err(ModelError::config("rank", "must be ≥ 1"));
         }
         if !self.alpha.is_finite() {
-            return Err(ModelError::config("alpha", format!("{} is not finite", self.alpha)));
+            return Err(ModelError::config(
+                "alpha",
+                format!("{} is not finite", self.alpha),
+            ));
         }
         if self.targets.is_empty() {
             return Err(ModelError::config("targets", "no target module"));

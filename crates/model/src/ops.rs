@@ -13,7 +13,11 @@ pub(crate) fn rmsnorm<T: Float>(x: &[T], weight: &[T], eps: T) -> (Vec<T>, Vec<T
     let mut y = vec![T::ZERO; x.len()];
     let mut inv = vec![T::ZERO; rows];
     let wf = T::from_f64(w as f64);
-    for ((xr, yr), r) in x.chunks_exact(w).zip(y.chunks_exact_mut(w)).zip(inv.iter_mut()) {
+    for ((xr, yr), r) in x
+        .chunks_exact(w)
+        .zip(y.chunks_exact_mut(w))
+        .zip(inv.iter_mut())
+    {
         let ms = xr.iter().map(|&v| v * v).sum::<T>() / wf;
         *r = T::ONE / (ms + eps).sqrt();
         for ((yo, &xi), &gi) in yr.iter_mut().zip(xr).zip(weight) {
@@ -206,7 +210,12 @@ pub(crate) fn linear_backward<T: Float>(
     );
     if base {
         lin.weight.ensure_grad();
-        matmul(Mat::new(dy, n, o).t(), Mat::new(x, n, i), &mut lin.weight.grad, true);
+        matmul(
+            Mat::new(dy, n, o).t(),
+            Mat::new(x, n, i),
+            &mut lin.weight.grad,
+            true,
+        );
         if let Some(b) = &mut lin.bias {
             b.ensure_grad();
             for row in dy.chunks_exact(o) {
@@ -220,16 +229,36 @@ pub(crate) fn linear_backward<T: Float>(
         let r = l.rank;
         // u = s · dy B, [n, r]; dx += u A; dA += uᵀ x; dB += s · dyᵀ (x Aᵀ).
         let mut u = vec![T::ZERO; n * r];
-        matmul(Mat::new(dy, n, o), Mat::new(&l.b.value, o, r), &mut u, false);
+        matmul(
+            Mat::new(dy, n, o),
+            Mat::new(&l.b.value, o, r),
+            &mut u,
+            false,
+        );
         u.iter_mut().for_each(|v| *v *= l.scale);
         matmul(Mat::new(&u, n, r), Mat::new(&l.a.value, r, i), dx, true);
         l.a.ensure_grad();
-        matmul(Mat::new(&u, n, r).t(), Mat::new(x, n, i), &mut l.a.grad, true);
+        matmul(
+            Mat::new(&u, n, r).t(),
+            Mat::new(x, n, i),
+            &mut l.a.grad,
+            true,
+        );
         let mut xa = vec![T::ZERO; n * r];
-        matmul(Mat::new(x, n, i), Mat::new(&l.a.value, r, i).t(), &mut xa, false);
+        matmul(
+            Mat::new(x, n, i),
+            Mat::new(&l.a.value, r, i).t(),
+            &mut xa,
+            false,
+        );
         xa.iter_mut().for_each(|v| *v *= l.scale);
         l.b.ensure_grad();
-        matmul(Mat::new(dy, n, o).t(), Mat::new(&xa, n, r), &mut l.b.grad, true);
+        matmul(
+            Mat::new(dy, n, o).t(),
+            Mat::new(&xa, n, r),
+            &mut l.b.grad,
+            true,
+        );
     }
 }
 
@@ -249,10 +278,14 @@ mod tests {
     use crate::weights::{LoraAdapter, Param};
 
     fn noise(n: usize, seed: u64) -> Vec<f64> {
-        let mut z = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut z = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
-                z = z.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                z = z
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((z >> 11) as f64 / (1u64 << 53) as f64) - 0.5
             })
             .collect()
@@ -347,9 +380,18 @@ mod tests {
         fd_check(&mut x, &dx, &|x| dot(&linear_forward(&l0, x, n), &c));
         let grads = [
             lin.weight.grad.clone(),
-            lin.bias.as_ref().map(|b| b.grad.clone()).unwrap_or_default(),
-            lin.lora.as_ref().map(|l| l.a.grad.clone()).unwrap_or_default(),
-            lin.lora.as_ref().map(|l| l.b.grad.clone()).unwrap_or_default(),
+            lin.bias
+                .as_ref()
+                .map(|b| b.grad.clone())
+                .unwrap_or_default(),
+            lin.lora
+                .as_ref()
+                .map(|l| l.a.grad.clone())
+                .unwrap_or_default(),
+            lin.lora
+                .as_ref()
+                .map(|l| l.b.grad.clone())
+                .unwrap_or_default(),
         ];
         for (which, g) in grads.iter().enumerate() {
             let base = lin.clone();

@@ -91,7 +91,11 @@ impl<T: Float> Param<T> {
         Param {
             name: self.name.clone(),
             shape: self.shape.clone(),
-            value: self.value.iter().map(|&x| U::from_f64(x.to_f64())).collect(),
+            value: self
+                .value
+                .iter()
+                .map(|&x| U::from_f64(x.to_f64()))
+                .collect(),
             grad: Vec::new(),
         }
     }
@@ -149,9 +153,8 @@ impl<T: Float> Linear<T> {
                 std,
                 rng,
             ),
-            bias: bias.then(|| {
-                Param::normal(format!("{prefix}.bias"), vec![out_features], std, rng)
-            }),
+            bias: bias
+                .then(|| Param::normal(format!("{prefix}.bias"), vec![out_features], std, rng)),
             lora: None,
             out_features,
             in_features,
@@ -315,14 +318,32 @@ impl<T: Float> Model<T> {
                     .qk_norm
                     .then(|| Param::filled(p("self_attn.k_norm.weight"), vec![c.head_dim], T::ONE)),
                 post_norm: Param::filled(p("post_attention_layernorm.weight"), vec![d], T::ONE),
-                gate_proj: Linear::random(&p("mlp.gate_proj"), c.intermediate_size, d, false, &mut rng),
+                gate_proj: Linear::random(
+                    &p("mlp.gate_proj"),
+                    c.intermediate_size,
+                    d,
+                    false,
+                    &mut rng,
+                ),
                 up_proj: Linear::random(&p("mlp.up_proj"), c.intermediate_size, d, false, &mut rng),
-                down_proj: Linear::random(&p("mlp.down_proj"), d, c.intermediate_size, false, &mut rng),
+                down_proj: Linear::random(
+                    &p("mlp.down_proj"),
+                    d,
+                    c.intermediate_size,
+                    false,
+                    &mut rng,
+                ),
             });
         }
         let norm = Param::filled("model.norm.weight".into(), vec![d], T::ONE);
-        let lm_head = (!c.tie_word_embeddings)
-            .then(|| Param::normal("lm_head.weight".into(), vec![c.vocab_size, d], 0.02, &mut rng));
+        let lm_head = (!c.tie_word_embeddings).then(|| {
+            Param::normal(
+                "lm_head.weight".into(),
+                vec![c.vocab_size, d],
+                0.02,
+                &mut rng,
+            )
+        });
         Ok(Model {
             config: c.clone(),
             embed,
@@ -359,6 +380,7 @@ impl<T: Float> Model<T> {
             p.value = data.into_iter().map(T::from_f32).collect();
             Ok(())
         })?;
+        model.validate()?;
         Ok(model)
     }
 
@@ -456,7 +478,9 @@ impl<T: Float> Model<T> {
             if full {
                 out.push(input_norm);
             }
-            for lin in [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj] {
+            for lin in [
+                q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj,
+            ] {
                 let Linear {
                     weight, bias, lora, ..
                 } = lin;
@@ -517,6 +541,94 @@ impl<T: Float> Model<T> {
             norm: self.norm.cast(),
             lm_head: self.lm_head.as_ref().map(Param::cast),
         }
+    }
+
+    /// Checks that every tensor has the length and shape its config
+    /// implies (the fields are public, so a caller may have replaced one).
+    ///
+    /// # Errors
+    /// [`ModelError::ShapeMismatch`] naming the first bad tensor;
+    /// [`ModelError::InvalidConfig`] when the config does not validate or
+    /// the layer count differs from `num_hidden_layers`.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let c = &self.config;
+        c.validate()?;
+        if self.layers.len() != c.num_hidden_layers {
+            return Err(ModelError::config(
+                "num_hidden_layers",
+                format!("{} layers in the model", self.layers.len()),
+            ));
+        }
+        if c.tie_word_embeddings == self.lm_head.is_some() {
+            return Err(ModelError::config(
+                "tie_word_embeddings",
+                "does not match the presence of an LM head tensor",
+            ));
+        }
+        let d = c.hidden_size;
+        let check = |p: &Param<T>, want: &[usize]| -> Result<(), ModelError> {
+            if p.shape != want || p.value.len() != want.iter().product::<usize>() {
+                return Err(ModelError::ShapeMismatch {
+                    name: p.name.clone(),
+                    expected: want.to_vec(),
+                    got: if p.shape == want {
+                        vec![p.value.len()]
+                    } else {
+                        p.shape.clone()
+                    },
+                });
+            }
+            Ok(())
+        };
+        let check_lin = |l: &Linear<T>, out: usize, inp: usize, bias: bool| {
+            if l.out_features != out || l.in_features != inp || l.bias.is_some() != bias {
+                return Err(ModelError::ShapeMismatch {
+                    name: l.weight.name.clone(),
+                    expected: vec![out, inp],
+                    got: vec![l.out_features, l.in_features],
+                });
+            }
+            check(&l.weight, &[out, inp])?;
+            if let Some(b) = &l.bias {
+                check(b, &[out])?;
+            }
+            if let Some(a) = &l.lora {
+                check(&a.a, &[a.rank, inp])?;
+                check(&a.b, &[out, a.rank])?;
+            }
+            Ok(())
+        };
+        check(&self.embed, &[c.vocab_size, d])?;
+        for layer in &self.layers {
+            check(&layer.input_norm, &[d])?;
+            check(&layer.post_norm, &[d])?;
+            let qb = c.attention_bias;
+            check_lin(&layer.q_proj, c.q_dim(), d, qb)?;
+            check_lin(&layer.k_proj, c.kv_dim(), d, qb)?;
+            check_lin(&layer.v_proj, c.kv_dim(), d, qb)?;
+            check_lin(&layer.o_proj, d, c.q_dim(), false)?;
+            check_lin(&layer.gate_proj, c.intermediate_size, d, false)?;
+            check_lin(&layer.up_proj, c.intermediate_size, d, false)?;
+            check_lin(&layer.down_proj, d, c.intermediate_size, false)?;
+            match (&layer.q_norm, &layer.k_norm, c.qk_norm) {
+                (Some(q), Some(k), true) => {
+                    check(q, &[c.head_dim])?;
+                    check(k, &[c.head_dim])?;
+                }
+                (None, None, false) => {}
+                _ => {
+                    return Err(ModelError::config(
+                        "qk_norm",
+                        "does not match the q/k norm tensors present",
+                    ));
+                }
+            }
+        }
+        check(&self.norm, &[d])?;
+        if let Some(h) = &self.lm_head {
+            check(h, &[c.vocab_size, d])?;
+        }
+        Ok(())
     }
 
     /// The LM head matrix `[V, d]` (the embedding when tied).

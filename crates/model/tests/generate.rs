@@ -62,7 +62,11 @@ fn sampler_raw_logprobs_equal_teacher_forced_logprobs() {
             assert!((a - b).abs() <= 1e-4, "{a} vs {b}");
         }
         // Sampling log-probs are valid log-probabilities.
-        assert!(g.sample_logprobs.iter().all(|&x| x <= 1e-6 && x.is_finite()));
+        assert!(
+            g.sample_logprobs
+                .iter()
+                .all(|&x| x <= 1e-6 && x.is_finite())
+        );
     }
 }
 
@@ -214,7 +218,10 @@ fn bad_settings_and_prompts_are_errors() {
     };
     assert!(matches!(
         generate(&m, &prompts(), &bad_t, None),
-        Err(ModelError::InvalidSampling { field: "temperature", .. })
+        Err(ModelError::InvalidSampling {
+            field: "temperature",
+            ..
+        })
     ));
     let bad_p = GenerateConfig {
         top_p: 0.0,
@@ -233,7 +240,11 @@ fn bad_settings_and_prompts_are_errors() {
         max_new_tokens: 0,
         ..GenerateConfig::default()
     };
-    assert!(generate(&m, &prompts(), &none, None).unwrap()[0].tokens.is_empty());
+    assert!(
+        generate(&m, &prompts(), &none, None).unwrap()[0]
+            .tokens
+            .is_empty()
+    );
 }
 
 #[test]
@@ -241,7 +252,9 @@ fn kv_cache_prefill_in_pieces_matches_one_pass() {
     let m = Model::<f32>::random(&ModelConfig::tiny_qwen3(), 4).unwrap();
     let seq: Vec<u32> = (0..12).map(|i| (i * 17 % 250) as u32).collect();
     let pos: Vec<u32> = (0..12).collect();
-    let full = m.forward_logits(&Packed::new(&seq, &pos, &[0, 12])).unwrap();
+    let full = m
+        .forward_logits(&Packed::new(&seq, &pos, &[0, 12]))
+        .unwrap();
     let v = m.config.vocab_size;
     let mut cache = vec![flowrl_model::KvCache::new(&m)];
     let a = m.decode_step(&mut cache, &[seq[..5].to_vec()]).unwrap();

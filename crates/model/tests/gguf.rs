@@ -13,11 +13,20 @@ fn write_gguf(m: &Model<f32>, arch: &str, quant: GgmlType, path: &std::path::Pat
         .unwrap()
         .metadata(format!("{arch}.embedding_length"), u(c.hidden_size))
         .unwrap()
-        .metadata(format!("{arch}.feed_forward_length"), u(c.intermediate_size))
+        .metadata(
+            format!("{arch}.feed_forward_length"),
+            u(c.intermediate_size),
+        )
         .unwrap()
-        .metadata(format!("{arch}.attention.head_count"), u(c.num_attention_heads))
+        .metadata(
+            format!("{arch}.attention.head_count"),
+            u(c.num_attention_heads),
+        )
         .unwrap()
-        .metadata(format!("{arch}.attention.head_count_kv"), u(c.num_key_value_heads))
+        .metadata(
+            format!("{arch}.attention.head_count_kv"),
+            u(c.num_key_value_heads),
+        )
         .unwrap()
         .metadata(format!("{arch}.attention.key_length"), u(c.head_dim))
         .unwrap()
@@ -35,7 +44,11 @@ fn write_gguf(m: &Model<f32>, arch: &str, quant: GgmlType, path: &std::path::Pat
         .unwrap();
     for p in m.base_params() {
         let name = hf_to_gguf_name(&p.name).unwrap();
-        let ty = if p.shape.len() == 2 { quant } else { GgmlType::F32 };
+        let ty = if p.shape.len() == 2 {
+            quant
+        } else {
+            GgmlType::F32
+        };
         w.tensor_f32(name, &p.shape, &p.value, ty).unwrap();
     }
     w.write(path).unwrap();
@@ -44,8 +57,11 @@ fn write_gguf(m: &Model<f32>, arch: &str, quant: GgmlType, path: &std::path::Pat
 fn lp(m: &Model<f32>) -> Vec<f32> {
     let tokens = [5u32, 50, 150, 250, 7, 77];
     let pos = [0u32, 1, 2, 3, 0, 1];
-    m.token_logprobs(&Packed::new(&tokens, &pos, &[0, 4, 6]), &[50, 150, 250, 1, 77, 2])
-        .unwrap()
+    m.token_logprobs(
+        &Packed::new(&tokens, &pos, &[0, 4, 6]),
+        &[50, 150, 250, 1, 77, 2],
+    )
+    .unwrap()
 }
 
 #[test]
@@ -81,7 +97,10 @@ fn unsupported_architecture_and_missing_file_are_errors() {
     write_gguf(&m, "llama", GgmlType::F32, &path);
     assert!(matches!(
         Model::<f32>::from_gguf(&path),
-        Err(ModelError::InvalidConfig { field: "architecture", .. })
+        Err(ModelError::InvalidConfig {
+            field: "architecture",
+            ..
+        })
     ));
     assert!(matches!(
         Model::<f32>::from_gguf(&dir.path().join("none.gguf")),

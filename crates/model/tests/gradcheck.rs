@@ -202,7 +202,10 @@ fn rows_of_a_packed_batch_do_not_see_each_other() {
     let m = model(&cfg, 7);
     let b = batch(cfg.vocab_size as u32, &[4, 6], 8);
     let packed = m
-        .token_logprobs(&Packed::new(&b.tokens, &b.positions, &b.offsets), &b.targets)
+        .token_logprobs(
+            &Packed::new(&b.tokens, &b.positions, &b.offsets),
+            &b.targets,
+        )
         .unwrap();
     let second = m
         .token_logprobs(
@@ -272,6 +275,20 @@ fn bad_inputs_are_typed_errors() {
     ));
     assert!(matches!(
         m.token_logprobs(&Packed::new(&ok, &pos, &[0, 2]), &[1]),
+        Err(flowrl_model::ModelError::InvalidInput(_))
+    ));
+    // A tensor replaced by one of the wrong size, a corrupted KV cache.
+    let mut broken = m.clone();
+    broken.layers[1].up_proj.weight.value.pop();
+    assert!(matches!(
+        broken.token_logprobs(&Packed::new(&ok, &pos, &[0, 2]), &[1, 2]),
+        Err(flowrl_model::ModelError::ShapeMismatch { .. })
+    ));
+    let mut cache = vec![flowrl_model::KvCache::new(&m)];
+    m.decode_step(&mut cache, &[vec![1, 2]]).unwrap();
+    cache[0].k[0].pop();
+    assert!(matches!(
+        m.decode_step(&mut cache, &[vec![3]]),
         Err(flowrl_model::ModelError::InvalidInput(_))
     ));
 }

@@ -4,9 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use flowrl_model::io::SafetensorsSource;
-use flowrl_model::{
-    Architecture, GradMode, LoraConfig, Model, ModelConfig, ModelError, Packed,
-};
+use flowrl_model::{Architecture, GradMode, LoraConfig, Model, ModelConfig, ModelError, Packed};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
@@ -50,19 +48,28 @@ fn hf_configs_parse() {
     let bad = QWEN25_CONFIG.replace("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3");
     assert!(matches!(
         ModelConfig::from_hf_json(&bad),
-        Err(ModelError::InvalidConfig { field: "num_key_value_heads", .. })
+        Err(ModelError::InvalidConfig {
+            field: "num_key_value_heads",
+            ..
+        })
     ));
     let llama = QWEN25_CONFIG.replace("\"qwen2\"", "\"llama\"");
     assert!(ModelConfig::from_hf_json(&llama).is_err());
-    assert!(matches!(ModelConfig::from_hf_json("{"), Err(ModelError::Json(_))));
+    assert!(matches!(
+        ModelConfig::from_hf_json("{"),
+        Err(ModelError::Json(_))
+    ));
     assert!(flowrl_model::model_config_schema_json().contains("rope_theta"));
 }
 
 fn lp(m: &Model<f32>) -> Vec<f32> {
     let tokens = [3u32, 9, 27, 81, 243, 1];
     let pos = [0u32, 1, 2, 3, 4, 5];
-    m.token_logprobs(&Packed::new(&tokens, &pos, &[0, 6]), &[9, 27, 81, 243, 1, 2])
-        .unwrap()
+    m.token_logprobs(
+        &Packed::new(&tokens, &pos, &[0, 6]),
+        &[9, 27, 81, 243, 1, 2],
+    )
+    .unwrap()
 }
 
 #[test]
@@ -72,11 +79,14 @@ fn save_and_load_round_trip() {
         let m = Model::<f32>::random(&cfg, 3).unwrap();
         let path = dir.path().join("model.safetensors");
         m.save_safetensors(&path).unwrap();
-        let back = Model::<f32>::from_safetensors(&cfg, &[path.clone()]).unwrap();
+        let back = Model::<f32>::from_safetensors(&cfg, std::slice::from_ref(&path)).unwrap();
         assert_eq!(back, m);
         assert_eq!(lp(&back), lp(&m));
         let src = SafetensorsSource::open(&[path]).unwrap();
-        assert_eq!(src.names().contains(&"lm_head.weight"), !cfg.tie_word_embeddings);
+        assert_eq!(
+            src.names().contains(&"lm_head.weight"),
+            !cfg.tie_word_embeddings
+        );
     }
 }
 
@@ -115,7 +125,9 @@ fn a_hugging_face_directory_loads_with_half_precision_and_shards() {
                 (n.clone(), TensorView::new(dt, s.clone(), b).unwrap())
             })
             .collect();
-        let path = dir.path().join(format!("model-0000{}-of-00002.safetensors", i + 1));
+        let path = dir
+            .path()
+            .join(format!("model-0000{}-of-00002.safetensors", i + 1));
         safetensors::serialize_to_file(views, None, &path).unwrap();
     }
     let hf = format!(
@@ -135,7 +147,11 @@ fn a_hugging_face_directory_loads_with_half_precision_and_shards() {
     for (a, b) in back.base_params().iter().zip(m.base_params()) {
         assert_eq!(a.name, b.name);
         for (x, y) in a.value.iter().zip(&b.value) {
-            assert!((x - y).abs() <= 1e-2 * y.abs().max(1e-3), "{}: {x} vs {y}", a.name);
+            assert!(
+                (x - y).abs() <= 1e-2 * y.abs().max(1e-3),
+                "{}: {x} vs {y}",
+                a.name
+            );
         }
     }
 }
@@ -167,7 +183,7 @@ fn missing_misshapen_and_unsupported_tensors_are_typed_errors() {
     let bytes: Vec<u8> = [1i32, 2, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
     let view = TensorView::new(Dtype::I32, vec![3], &bytes).unwrap();
     safetensors::serialize_to_file(vec![("model.norm.weight", view)], None, &path).unwrap();
-    let src = SafetensorsSource::open(&[path.clone()]).unwrap();
+    let src = SafetensorsSource::open(std::slice::from_ref(&path)).unwrap();
     assert!(matches!(
         src.get("model.norm.weight"),
         Err(ModelError::UnsupportedDtype { .. })
@@ -210,10 +226,12 @@ fn lora_adapters_save_load_and_merge() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("adapter_model.safetensors");
     m.save_lora(&path).unwrap();
-    let names = SafetensorsSource::open(&[path.clone()]).unwrap();
-    assert!(names
-        .names()
-        .contains(&"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
+    let names = SafetensorsSource::open(std::slice::from_ref(&path)).unwrap();
+    assert!(
+        names
+            .names()
+            .contains(&"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")
+    );
     assert_eq!(names.names().len(), 2 * 3 * cfg.num_hidden_layers);
     let mut loaded = base.clone();
     loaded.load_lora(&lcfg, &path).unwrap();
@@ -225,7 +243,10 @@ fn lora_adapters_save_load_and_merge() {
     }
     // Mismatched rank is a shape error; nothing changes on failure.
     let mut other = base.clone();
-    let wrong = LoraConfig { rank: 2, ..lcfg.clone() };
+    let wrong = LoraConfig {
+        rank: 2,
+        ..lcfg.clone()
+    };
     assert!(matches!(
         other.load_lora(&wrong, &path),
         Err(ModelError::ShapeMismatch { .. })
@@ -235,9 +256,15 @@ fn lora_adapters_save_load_and_merge() {
         base.save_lora(&path),
         Err(ModelError::NothingToTrain(_))
     ));
-    let bad = LoraConfig { targets: vec!["embed".into()], ..lcfg };
+    let bad = LoraConfig {
+        targets: vec!["embed".into()],
+        ..lcfg
+    };
     assert!(matches!(
         other.attach_lora(&bad),
-        Err(ModelError::InvalidConfig { field: "targets", .. })
+        Err(ModelError::InvalidConfig {
+            field: "targets",
+            ..
+        })
     ));
 }
