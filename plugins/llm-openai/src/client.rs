@@ -51,7 +51,9 @@ enum Failure {
 /// HTTP dates and negative or non-finite values give `None`.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let secs: f64 = value.trim().parse().ok()?;
-    (0.0..1.0e9).contains(&secs).then(|| Duration::from_secs_f64(secs))
+    (0.0..1.0e9)
+        .contains(&secs)
+        .then(|| Duration::from_secs_f64(secs))
 }
 
 /// The wait before retry number `retry` (from 0): uniform in `[d/2, d]`
