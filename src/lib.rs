@@ -5,6 +5,7 @@
 
 pub use flowrl_objectives as objectives;
 pub use flowrl_optim as optim;
+pub use flowrl_model as model;
 pub use flowrl_trajectory as trajectory;
 pub use flowrl_data as data;
 pub use flowrl_rewards as rewards;

@@ -246,11 +246,14 @@ pub(crate) fn matmul<T: Float>(a: Mat<'_, T>, b: Mat<'_, T>, c: &mut [T], accumu
         };
         return;
     }
+    // Each block packs the operand it shares in full: split the longer side
+    // of C so that the shared operand is the smaller one.
+    let split_rows = m >= threads * 4 && m > n;
     let parts = (threads * 2)
-        .min(if m >= threads * 4 { m } else { n })
+        .min(if split_rows { m } else { n })
         .max(1);
     let cptr = SendPtr(c.as_mut_ptr());
-    if m >= threads * 4 {
+    if split_rows {
         let chunk = m.div_ceil(parts);
         (0..m.div_ceil(chunk)).into_par_iter().for_each(|p| {
             let r0 = p * chunk;
