@@ -249,9 +249,7 @@ pub(crate) fn matmul<T: Float>(a: Mat<'_, T>, b: Mat<'_, T>, c: &mut [T], accumu
     // Each block packs the operand it shares in full: split the longer side
     // of C so that the shared operand is the smaller one.
     let split_rows = m >= threads * 4 && m > n;
-    let parts = (threads * 2)
-        .min(if split_rows { m } else { n })
-        .max(1);
+    let parts = (threads * 2).min(if split_rows { m } else { n }).max(1);
     let cptr = SendPtr(c.as_mut_ptr());
     if split_rows {
         let chunk = m.div_ceil(parts);
