@@ -1,6 +1,7 @@
 //! Subcommands of the `flowrl` binary.
 
 mod loss;
+mod openai;
 mod optim;
 mod plugins;
 mod schema;
@@ -33,6 +34,9 @@ enum Command {
     Optim(optim::OptimCmd),
     /// Evaluate a policy objective (loss, gradient, statistics) on a JSON token batch.
     Loss(loss::LossArgs),
+    /// Check an OpenAI-compatible server with the `openai` backend: list models, send one chat.
+    #[command(subcommand)]
+    Openai(openai::OpenAiCmd),
     /// List plugin libraries and load errors; run a plugin operator.
     #[command(subcommand)]
     Plugins(plugins::PluginsCmd),
@@ -57,5 +61,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Optim(cmd) => optim::run(cmd),
         Command::Loss(args) => loss::run(args),
         Command::Plugins(cmd) => plugins::run(cmd),
+        Command::Openai(cmd) => openai::run(cmd),
     }
 }
