@@ -324,12 +324,13 @@ fn slow_answers_time_out_near_the_limit() {
 
 #[test]
 fn an_unreachable_server_is_named_in_the_error() {
-    // A port that was just free on loopback and has no listener now.
+    // A port that was just free and has no listener now. It is taken on
+    // 127.0.0.2, where no fake server of a parallel test can bind it again.
     let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = TcpListener::bind("127.0.0.2:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let base_url = format!("http://127.0.0.1:{port}/v1");
+    let base_url = format!("http://127.0.0.2:{port}/v1");
     let client = client(&OpenAiConfig {
         base_url: Some(base_url.clone()),
         model: Some("m".into()),
@@ -348,7 +349,6 @@ fn an_unreachable_server_is_named_in_the_error() {
         other => panic!("expected Unreachable, got {other:?}"),
     }
     assert!(err.to_string().contains(&base_url), "{err}");
-    eprintln!("unreachable: {err}");
     assert_eq!(PluginError::from(err).kind, PluginErrorKind::UNAVAILABLE);
 }
 
