@@ -82,6 +82,10 @@ struct HfConfig {
     max_position_embeddings: usize,
     #[serde(default)]
     hidden_act: Option<String>,
+    #[serde(default)]
+    rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    use_sliding_window: bool,
 }
 
 fn default_theta() -> f64 {
@@ -101,7 +105,8 @@ impl ModelConfig {
     /// # Errors
     /// [`ModelError::Json`] for malformed JSON or missing required keys;
     /// [`ModelError::InvalidConfig`] for another `model_type`, an activation
-    /// other than SiLU, or inconsistent sizes.
+    /// other than SiLU, a non-null `rope_scaling`, `use_sliding_window:
+    /// true` (neither is implemented), or inconsistent sizes.
     pub fn from_hf_json(text: &str) -> Result<Self, ModelError> {
         let hf: HfConfig = serde_json::from_str(text)?;
         let architecture = match hf.model_type.as_deref() {
@@ -120,6 +125,18 @@ impl ModelConfig {
             return Err(ModelError::config(
                 "hidden_act",
                 format!("`{act}` is not supported (silu)"),
+            ));
+        }
+        if hf.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(ModelError::config(
+                "rope_scaling",
+                "scaled RoPE (linear, dynamic, YaRN) is not supported",
+            ));
+        }
+        if hf.use_sliding_window {
+            return Err(ModelError::config(
+                "use_sliding_window",
+                "sliding-window attention is not supported",
             ));
         }
         if hf.num_attention_heads == 0 {
