@@ -70,7 +70,8 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn client(&self) -> anyhow::Result<OpenAiClient> {
+    /// The client; `listing` (for `models`) needs no model name.
+    fn client(&self, listing: bool) -> anyhow::Result<OpenAiClient> {
         let mut config = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -97,6 +98,10 @@ impl ServerArgs {
         if let Some(n) = self.max_retries {
             config.max_retries = n;
         }
+        if listing && config.model.is_none() {
+            // `GET /models` sends no model name; any value passes the check.
+            config.model = Some("(listing)".into());
+        }
         Ok(OpenAiClient::new(&config)?)
     }
 }
@@ -104,7 +109,7 @@ impl ServerArgs {
 pub fn run(cmd: OpenAiCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         OpenAiCmd::Models { server } => {
-            for id in server.client()?.list_models()? {
+            for id in server.client(true)?.list_models()? {
                 println!("{id}");
             }
         }
@@ -117,7 +122,7 @@ pub fn run(cmd: OpenAiCmd) -> anyhow::Result<ExitCode> {
             logprobs,
             stop,
         } => {
-            let client = server.client()?;
+            let client = server.client(false)?;
             let mut request = ChatRequest::user(prompt);
             if let Some(system) = system {
                 request
