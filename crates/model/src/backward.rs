@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::float::{Float, Mat, matmul};
-use crate::forward::{Activations, LayerActs, head_chunk_rows, strided};
+use crate::forward::{Activations, LayerActs, check_tokens, head_chunk_rows, strided};
 use crate::ops::{RopeTable, head_attention, linear_backward, rmsnorm_backward, sigmoid};
 use crate::weights::{GradMode, Layer, Model, Param};
 
@@ -206,6 +206,8 @@ impl<T: Float> Model<T> {
                 "activations come from a model of another shape".into(),
             ));
         }
+        check_tokens(&acts.tokens, vocab)?;
+        check_tokens(&acts.targets, vocab)?;
         let full = mode == GradMode::Full;
         if !full
             && !self

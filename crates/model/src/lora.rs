@@ -137,7 +137,11 @@ impl<T: Float> Model<T> {
     }
 
     /// Folds every adapter into its base weight (`W += s·B A`) and removes it.
-    pub fn merge_lora(&mut self) {
+    ///
+    /// # Errors
+    /// As [`Model::validate`] (checked before anything changes).
+    pub fn merge_lora(&mut self) -> Result<(), ModelError> {
+        self.validate()?;
         for layer in &mut self.layers {
             for (_, lin) in layer.linears_mut() {
                 if let Some(l) = lin.lora.take() {
@@ -154,6 +158,7 @@ impl<T: Float> Model<T> {
                 }
             }
         }
+        Ok(())
     }
 
     /// The adapter tensors (`A` and `B` of every adapted layer), read-only.

@@ -284,6 +284,22 @@ fn bad_inputs_are_typed_errors() {
         broken.token_logprobs(&Packed::new(&ok, &pos, &[0, 2]), &[1, 2]),
         Err(flowrl_model::ModelError::ShapeMismatch { .. })
     ));
+    // Activations of a larger-vocabulary model hold ids the smaller one lacks.
+    let (_, acts) = m
+        .forward_train(&Packed::new(&[263, 1], &pos, &[0, 2]), &[1, 2])
+        .unwrap();
+    let mut smaller = Model::<f32>::random(
+        &ModelConfig {
+            vocab_size: 100,
+            ..cfg.clone()
+        },
+        1,
+    )
+    .unwrap();
+    assert!(matches!(
+        smaller.backward(&acts, &[1.0, 1.0], flowrl_model::GradMode::Full),
+        Err(flowrl_model::ModelError::TokenOutOfRange { token: 263, .. })
+    ));
     let mut cache = vec![flowrl_model::KvCache::new(&m)];
     m.decode_step(&mut cache, &[vec![1, 2]]).unwrap();
     cache[0].k[0].pop();

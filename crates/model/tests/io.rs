@@ -236,7 +236,7 @@ fn lora_adapters_save_load_and_merge() {
     let mut loaded = base.clone();
     loaded.load_lora(&lcfg, &path).unwrap();
     assert_eq!(lp(&loaded), adapted);
-    loaded.merge_lora();
+    loaded.merge_lora().unwrap();
     assert!(loaded.lora_params().is_empty());
     for (a, b) in lp(&loaded).iter().zip(&adapted) {
         assert!((a - b).abs() < 1e-4);
