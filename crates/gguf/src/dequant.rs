@@ -56,12 +56,15 @@ fn check(ty: GgmlType, bytes: &[u8], n: usize) -> Result<()> {
 
 /// Lengths were checked by [`check`]: `bytes` is exactly `out.len()` values.
 fn dequantize_unchecked_len(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
+    if ty == GgmlType::F16 {
+        f16_slice(bytes, out);
+        return;
+    }
     let blocks = bytes
         .chunks_exact(ty.type_size())
         .zip(out.chunks_exact_mut(ty.block_size()));
     match ty {
         GgmlType::F32 => blocks.for_each(|(b, y)| y[0] = f32::from_le_bytes(arr(b))),
-        GgmlType::F16 => blocks.for_each(|(b, y)| y[0] = f16_at(b, 0)),
         GgmlType::BF16 => {
             blocks.for_each(|(b, y)| y[0] = bf16::from_bits(u16::from_le_bytes(arr(b))).to_f32())
         }
@@ -81,6 +84,21 @@ fn dequantize_unchecked_len(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
         GgmlType::Q8K => blocks.for_each(|(b, y)| block_q8_k(b, y)),
         // `check` rejected every other type.
         _ => {}
+    }
+}
+
+/// F16 → f32 in chunks through `half`'s slice conversion, which uses the
+/// CPU's F16C instructions when available.
+fn f16_slice(bytes: &[u8], out: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    const CHUNK: usize = 512;
+    let mut tmp = [f16::ZERO; CHUNK];
+    for (b, y) in bytes.chunks(2 * CHUNK).zip(out.chunks_mut(CHUNK)) {
+        let k = y.len();
+        for (h, pair) in tmp[..k].iter_mut().zip(b.chunks_exact(2)) {
+            *h = f16::from_bits(u16::from_le_bytes([pair[0], pair[1]]));
+        }
+        tmp[..k].convert_to_f32_slice(y);
     }
 }
 
@@ -121,12 +139,13 @@ fn block_q4_1(b: &[u8], y: &mut [f32]) {
 fn block_q5_0(b: &[u8], y: &mut [f32]) {
     let d = f16_at(b, 0);
     let qh = u32::from_le_bytes(arr(&b[2..6]));
-    let qs = &b[6..22];
-    for j in 0..16 {
+    let qs: [u8; 16] = arr(&b[6..22]);
+    let (lo, hi) = y.split_at_mut(16);
+    for (j, ((&q, l), h)) in qs.iter().zip(lo.iter_mut()).zip(hi.iter_mut()).enumerate() {
         let h0 = (((qh >> j) & 1) << 4) as u8;
         let h1 = (((qh >> (j + 16)) & 1) << 4) as u8;
-        y[j] = (i32::from((qs[j] & 0x0f) | h0) - 16) as f32 * d;
-        y[j + 16] = (i32::from((qs[j] >> 4) | h1) - 16) as f32 * d;
+        *l = (i32::from((q & 0x0f) | h0) - 16) as f32 * d;
+        *h = (i32::from((q >> 4) | h1) - 16) as f32 * d;
     }
 }
 
