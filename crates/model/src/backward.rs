@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
-use crate::float::{Float, Mat, matmul};
+use crate::float::{Float, Mat, map_tasks, matmul};
 use crate::forward::{Activations, LayerActs, check_tokens, head_chunk_rows, strided};
 use crate::ops::{RopeTable, head_attention, linear_backward, rmsnorm_backward, sigmoid};
 use crate::weights::{GradMode, Layer, Model, Param};
@@ -46,36 +46,34 @@ fn attention_backward<T: Float>(
         .filter(|(_, (s, e))| e > s)
         .flat_map(|(r, _)| (0..h).map(move |head| (r, head)))
         .collect();
-    let parts: Vec<(Vec<T>, Vec<T>, Vec<T>)> = tasks
-        .par_iter()
-        .map(|&(r, head)| {
-            let (s, e) = rows[r];
-            let len = e - s;
-            let kvh = head / group;
-            let qm = strided(&a.q, s, head * hd, len, hd, qd);
-            let km = strided(&a.k, s, kvh * hd, len, hd, kvd);
-            let vm = strided(&a.v, s, kvh * hd, len, hd, kvd);
-            let dom = strided(dattn, s, head * hd, len, hd, qd);
-            let (_, p) = head_attention(qm, km, vm, 0, scale);
-            let pm = Mat::new(&p, len, len);
-            let mut dv = vec![T::ZERO; len * hd];
-            matmul(pm.t(), dom, &mut dv, false);
-            let mut ds = vec![T::ZERO; len * len];
-            matmul(dom, vm.t(), &mut ds, false);
-            for (dsr, pr) in ds.chunks_exact_mut(len).zip(p.chunks_exact(len)) {
-                let dot: T = dsr.iter().zip(pr).map(|(&x, &y)| x * y).sum();
-                for (x, &y) in dsr.iter_mut().zip(pr) {
-                    *x = y * (*x - dot) * scale;
-                }
+    let work = 4 * h * hd * rows.iter().map(|(s, e)| (e - s) * (e - s)).sum::<usize>();
+    let parts: Vec<(Vec<T>, Vec<T>, Vec<T>)> = map_tasks(&tasks, work, |&(r, head)| {
+        let (s, e) = rows[r];
+        let len = e - s;
+        let kvh = head / group;
+        let qm = strided(&a.q, s, head * hd, len, hd, qd);
+        let km = strided(&a.k, s, kvh * hd, len, hd, kvd);
+        let vm = strided(&a.v, s, kvh * hd, len, hd, kvd);
+        let dom = strided(dattn, s, head * hd, len, hd, qd);
+        let (_, p) = head_attention(qm, km, vm, 0, scale);
+        let pm = Mat::new(&p, len, len);
+        let mut dv = vec![T::ZERO; len * hd];
+        matmul(pm.t(), dom, &mut dv, false);
+        let mut ds = vec![T::ZERO; len * len];
+        matmul(dom, vm.t(), &mut ds, false);
+        for (dsr, pr) in ds.chunks_exact_mut(len).zip(p.chunks_exact(len)) {
+            let dot: T = dsr.iter().zip(pr).map(|(&x, &y)| x * y).sum();
+            for (x, &y) in dsr.iter_mut().zip(pr) {
+                *x = y * (*x - dot) * scale;
             }
-            let dsm = Mat::new(&ds, len, len);
-            let mut dq = vec![T::ZERO; len * hd];
-            matmul(dsm, km, &mut dq, false);
-            let mut dk = vec![T::ZERO; len * hd];
-            matmul(dsm.t(), qm, &mut dk, false);
-            (dq, dk, dv)
-        })
-        .collect();
+        }
+        let dsm = Mat::new(&ds, len, len);
+        let mut dq = vec![T::ZERO; len * hd];
+        matmul(dsm, km, &mut dq, false);
+        let mut dk = vec![T::ZERO; len * hd];
+        matmul(dsm.t(), qm, &mut dk, false);
+        (dq, dk, dv)
+    });
     let n = a.q.len() / qd;
     let mut dq = vec![T::ZERO; n * qd];
     let mut dk = vec![T::ZERO; n * kvd];

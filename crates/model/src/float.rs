@@ -198,6 +198,22 @@ unsafe impl<T> Sync for SendPtr<T> {}
 /// Work (in multiply-adds) below which a product runs on one thread.
 const PAR_THRESHOLD: usize = 1 << 16;
 
+/// `f` over every task, on rayon's pool when the estimated `work`
+/// (multiply-adds in all) is large enough to pay for the hand-off, in order
+/// on this thread otherwise.
+pub(crate) fn map_tasks<I, R, F>(tasks: &[I], work: usize, f: F) -> Vec<R>
+where
+    I: Sync,
+    R: Send,
+    F: Fn(&I) -> R + Sync + Send,
+{
+    if work < PAR_THRESHOLD || tasks.len() < 2 {
+        tasks.iter().map(f).collect()
+    } else {
+        tasks.par_iter().map(f).collect()
+    }
+}
+
 /// `C ← A·B + (accumulate ? C : 0)` with `C` row-major `m × n`; splits rows
 /// (or columns when there are few rows) across rayon's pool.
 ///

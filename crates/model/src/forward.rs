@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
-use crate::float::{Float, Mat, matmul};
+use crate::float::{Float, Mat, map_tasks, matmul};
 use crate::ops::{RopeTable, head_attention, linear_forward, log_sum_exp, rmsnorm, sigmoid};
 use crate::weights::{Layer, Model};
 
@@ -185,18 +185,16 @@ pub(crate) fn attend_rows<T: Float>(
         .filter(|(_, (s, e))| e > s)
         .flat_map(|(r, _)| (0..h).map(move |head| (r, head)))
         .collect();
-    let outs: Vec<Vec<T>> = tasks
-        .par_iter()
-        .map(|&(r, head)| {
-            let (s, e) = rows[r];
-            let len = e - s;
-            let kvh = head / group;
-            let qm = strided(q, s, head * hd, len, hd, qd);
-            let km = strided(k, s, kvh * hd, len, hd, kvd);
-            let vm = strided(v, s, kvh * hd, len, hd, kvd);
-            head_attention(qm, km, vm, 0, scale).0
-        })
-        .collect();
+    let work = h * hd * rows.iter().map(|(s, e)| (e - s) * (e - s)).sum::<usize>();
+    let outs: Vec<Vec<T>> = map_tasks(&tasks, work, |&(r, head)| {
+        let (s, e) = rows[r];
+        let len = e - s;
+        let kvh = head / group;
+        let qm = strided(q, s, head * hd, len, hd, qd);
+        let km = strided(k, s, kvh * hd, len, hd, kvd);
+        let vm = strided(v, s, kvh * hd, len, hd, kvd);
+        head_attention(qm, km, vm, 0, scale).0
+    });
     let mut out = vec![T::ZERO; q.len()];
     for (&(r, head), o) in tasks.iter().zip(&outs) {
         let s = rows[r].0;

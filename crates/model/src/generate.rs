@@ -14,12 +14,11 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
-use crate::float::Float;
+use crate::float::{Float, map_tasks};
 use crate::forward::{check_tokens, layer_forward, strided};
 use crate::ops::{RopeTable, head_attention, rmsnorm};
 use crate::weights::Model;
@@ -212,18 +211,22 @@ impl<T: Float> Model<T> {
                 let tasks: Vec<(usize, usize)> = (0..rows_ref.len())
                     .flat_map(|b| (0..h).map(move |head| (b, head)))
                     .collect();
-                let outs: Vec<Vec<T>> = tasks
-                    .par_iter()
-                    .map(|&(b, head)| {
-                        let (s, e) = rows_ref[b];
-                        let kvh = head / group;
-                        let total = past[b] + (e - s);
-                        let qm = strided(q, s, head * hd, e - s, hd, qd);
-                        let km = strided(&caches_ro[b].k[li], 0, kvh * hd, total, hd, kvd);
-                        let vm = strided(&caches_ro[b].v[li], 0, kvh * hd, total, hd, kvd);
-                        head_attention(qm, km, vm, past[b], scale).0
-                    })
-                    .collect();
+                let work = h
+                    * hd
+                    * rows_ref
+                        .iter()
+                        .zip(&past)
+                        .map(|(&(s, e), &p)| (e - s) * (p + e - s))
+                        .sum::<usize>();
+                let outs: Vec<Vec<T>> = map_tasks(&tasks, work, |&(b, head)| {
+                    let (s, e) = rows_ref[b];
+                    let kvh = head / group;
+                    let total = past[b] + (e - s);
+                    let qm = strided(q, s, head * hd, e - s, hd, qd);
+                    let km = strided(&caches_ro[b].k[li], 0, kvh * hd, total, hd, kvd);
+                    let vm = strided(&caches_ro[b].v[li], 0, kvh * hd, total, hd, kvd);
+                    head_attention(qm, km, vm, past[b], scale).0
+                });
                 let mut out = vec![T::ZERO; q.len()];
                 for (&(b, head), o) in tasks.iter().zip(&outs) {
                     let s = rows_ref[b].0;
@@ -254,7 +257,10 @@ impl<T: Float> Model<T> {
 fn sample_row<T: Float>(row: &[T], cfg: &GenerateConfig, rng: &mut StdRng) -> (u32, f64, f64) {
     let logits: Vec<f64> = row.iter().map(|v| v.to_f64()).collect();
     let m = logits.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-    let lse = m + logits.iter().map(|&v| (v - m).exp()).sum::<f64>().ln();
+    // exp(logit − max) per token: the raw distribution, and the sampling
+    // one too when the temperature is 1 and nothing is filtered.
+    let raw: Vec<f64> = logits.iter().map(|&v| (v - m).exp()).collect();
+    let lse = m + raw.iter().sum::<f64>().ln();
     if cfg.temperature == 0.0 {
         let mut best = 0;
         for (i, &v) in logits.iter().enumerate() {
@@ -273,8 +279,12 @@ fn sample_row<T: Float>(row: &[T], cfg: &GenerateConfig, rng: &mut StdRng) -> (u
             cand.truncate(cfg.top_k);
         }
     }
-    let mz = cand.iter().fold(f64::NEG_INFINITY, |a, &(_, z)| a.max(z));
-    let mut probs: Vec<f64> = cand.iter().map(|&(_, z)| (z - mz).exp()).collect();
+    let mut probs: Vec<f64> = if !filter && cfg.temperature == 1.0 {
+        raw
+    } else {
+        let mz = cand.iter().fold(f64::NEG_INFINITY, |a, &(_, z)| a.max(z));
+        cand.iter().map(|&(_, z)| (z - mz).exp()).collect()
+    };
     let mut total: f64 = probs.iter().sum();
     if cfg.top_p < 1.0 {
         let mut acc = 0.0;
