@@ -54,8 +54,7 @@ pub(crate) struct CallSettings {
     pub max_retries: u32,
 }
 
-/// The result of [`ask`]: the parsed value, the raw text it came from and the
-/// number of executor calls.
+/// The result of [`ask`]: the parsed value and the number of executor calls.
 pub(crate) struct Asked<T> {
     pub value: T,
     pub calls: u32,

@@ -457,9 +457,6 @@ fn parse_text_args(
             } else if let Some(p) = plain {
                 input.instruction.get_or_insert(p);
             }
-            if kind == Kind::Search && input.query.is_none() && a.solutions.is_empty() {
-                // Searching for the question itself is the natural default.
-            }
         }
         // Main field: the instruction.
         Kind::Custom => {
