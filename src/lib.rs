@@ -11,3 +11,5 @@ pub use flowrl_data as data;
 pub use flowrl_rewards as rewards;
 pub use flowrl_plugin_host as plugins;
 pub use flowrl_llm_openai as llm_openai;
+pub use flowrl_gguf as gguf;
+pub use flowrl_tokenizer as tokenizer;

@@ -1,5 +1,6 @@
 //! Subcommands of the `flowrl` binary.
 
+mod gguf;
 mod loss;
 mod openai;
 mod optim;
@@ -40,6 +41,12 @@ enum Command {
     /// List plugin libraries and load errors; run a plugin operator.
     #[command(subcommand)]
     Plugins(plugins::PluginsCmd),
+    /// Inspect GGUF model files: metadata, architecture, tensors.
+    #[command(subcommand)]
+    Gguf(gguf::GgufCmd),
+    /// Encode text to token ids or decode ids (Hugging Face tokenizer.json or bytes).
+    #[command(subcommand)]
+    Tokenize(gguf::TokenizeCmd),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
@@ -61,6 +68,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Optim(cmd) => optim::run(cmd),
         Command::Loss(args) => loss::run(args),
         Command::Plugins(cmd) => plugins::run(cmd),
+        Command::Gguf(cmd) => gguf::run(cmd),
+        Command::Tokenize(cmd) => gguf::run_tokenize(cmd),
         Command::Openai(cmd) => openai::run(cmd),
     }
 }
