@@ -5,6 +5,10 @@ use std::path::Path;
 use crate::error::{Result, TokenizerError};
 use crate::{SpecialTokens, Tokenizer};
 
+/// Largest vocabulary (one more than the largest token id) accepted, so a
+/// corrupt file with a huge id cannot make loading allocate gigabytes.
+pub const MAX_VOCAB_IDS: usize = 1 << 24;
+
 /// A tokenizer loaded from a Hugging Face `tokenizer.json`.
 ///
 /// Encoding does not run the post-processor's template (no BOS/EOS is
@@ -57,6 +61,15 @@ impl HfTokenizer {
         })?;
         let vocab = inner.get_vocab(true);
         let size = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        if size > MAX_VOCAB_IDS {
+            return Err(TokenizerError::Load {
+                path: None,
+                message: format!(
+                    "token id {} exceeds the supported {MAX_VOCAB_IDS} ids",
+                    size - 1
+                ),
+            });
+        }
         let mut known = vec![false; size];
         for &id in vocab.values() {
             known[id as usize] = true;

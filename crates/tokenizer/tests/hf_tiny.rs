@@ -69,6 +69,19 @@ fn tiny_json() -> Vec<u8> {
     serde_json::to_vec(&doc).unwrap()
 }
 
+#[test]
+fn huge_ids_are_rejected() {
+    let mut doc: serde_json::Value = serde_json::from_slice(&tiny_json()).unwrap();
+    doc["model"]["vocab"]["zzz"] = json!(u32::MAX - 1);
+    let bytes = serde_json::to_vec(&doc).unwrap();
+    match HfTokenizer::from_bytes(&bytes) {
+        Err(TokenizerError::Load { message, .. }) => {
+            assert!(message.contains("exceeds"), "{message}")
+        }
+        other => panic!("expected a load error, got {other:?}"),
+    }
+}
+
 fn tiny() -> HfTokenizer {
     HfTokenizer::from_bytes(&tiny_json()).unwrap()
 }
