@@ -13,5 +13,13 @@
 //! an explanatory observation.
 
 pub mod canvas;
+pub mod env;
+pub mod plugin;
 pub mod tags;
 pub mod think_action;
+
+pub use canvas::env::{CanvasConfig, CanvasEnv};
+pub use env::{
+    Env, EnvError, EpisodeSummary, Observation, Prompt, Services, StepOutcome, task_context,
+};
+pub use think_action::env::{ThinkActionConfig, ThinkActionEnv};

@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod dsl;
+pub mod env;
 pub mod workflow;
 
 pub use action::{ActionError, CanvasAction, ParsedAction, parse_action};

@@ -12,6 +12,8 @@ use thiserror::Error;
 
 use crate::tags;
 
+pub mod env;
+
 /// Why an operator call cannot be executed.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 #[non_exhaustive]
