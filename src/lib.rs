@@ -13,3 +13,5 @@ pub use flowrl_plugin_host as plugins;
 pub use flowrl_llm_openai as llm_openai;
 pub use flowrl_gguf as gguf;
 pub use flowrl_tokenizer as tokenizer;
+pub use flowrl_envs as envs;
+pub use flowrl_train as train;

@@ -7,6 +7,7 @@ mod optim;
 mod plugins;
 mod schema;
 mod score;
+mod train;
 mod trajectory;
 
 use std::process::ExitCode;
@@ -23,6 +24,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train a policy (no arguments: the embedded default, a tiny policy on the built-in suite).
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint greedily on the held-out tasks.
+    Eval(train::EvalArgs),
+    /// Run episodes with a policy and write their trajectories as JSONL.
+    Rollout(train::RolloutArgs),
     /// Inspect and validate trajectory JSONL files.
     #[command(subcommand)]
     Trajectory(trajectory::TrajectoryCmd),
@@ -56,20 +63,24 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Train(args) => train::run_train(args),
+        Command::Eval(args) => train::run_eval(args),
+        Command::Rollout(args) => train::run_rollout(args),
         Command::Trajectory(cmd) => trajectory::run(cmd),
         Command::Schema(args) => schema::run(args),
         Command::Score(args) => score::run(args),
         Command::Optim(cmd) => optim::run(cmd),
         Command::Loss(args) => loss::run(args),
         Command::Plugins(cmd) => plugins::run(cmd),
+        Command::Openai(cmd) => openai::run(cmd),
         Command::Gguf(cmd) => gguf::run(cmd),
         Command::Tokenize(cmd) => gguf::run_tokenize(cmd),
-        Command::Openai(cmd) => openai::run(cmd),
     }
 }

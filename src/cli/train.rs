@@ -1,0 +1,230 @@
+//! `flowrl train`, `flowrl eval`, `flowrl rollout`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use flowrl_train::config::train_config_schema_json;
+use flowrl_train::{TrainConfig, TrainError, Trainer};
+use flowrl_trajectory::JsonlWriter;
+
+/// Options shared by the commands that build a run.
+#[derive(Debug, Args)]
+pub struct RunOpts {
+    /// Run configuration (TOML or JSON; see `flowrl train --print-schema`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Start from a preset: workflow-r1 (default), flowsteer, grpo, gspo.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Run name (outputs in <out>/<name>/).
+    #[arg(long)]
+    name: Option<String>,
+    /// Parent directory of runs.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// `flowrl train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    opts: RunOpts,
+    /// RL steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Supervised warm-up steps.
+    #[arg(long)]
+    warmup_steps: Option<usize>,
+    /// Tasks per RL step.
+    #[arg(long)]
+    tasks_per_step: Option<usize>,
+    /// Rollouts per task (G).
+    #[arg(long)]
+    group_size: Option<usize>,
+    /// Continue from the run's latest checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bars.
+    #[arg(long)]
+    no_progress: bool,
+    /// Print the JSON Schema of the configuration and exit.
+    #[arg(long)]
+    print_schema: bool,
+    /// Print the effective configuration as JSON and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// `flowrl eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    opts: RunOpts,
+    /// Held-out tasks to evaluate.
+    #[arg(long)]
+    tasks: Option<usize>,
+}
+
+/// `flowrl rollout`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    #[command(flatten)]
+    opts: RunOpts,
+    /// Number of held-out tasks to run.
+    #[arg(long, default_value_t = 8)]
+    tasks: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Output JSONL file.
+    #[arg(long, short)]
+    output: PathBuf,
+}
+
+fn load_config(opts: &RunOpts) -> anyhow::Result<TrainConfig> {
+    let mut cfg = match &opts.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config {}", path.display()))?;
+            let is_toml = path.extension().is_some_and(|e| e == "toml");
+            if is_toml {
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid config {}", path.display()))?
+            } else {
+                serde_json::from_str(&text)
+                    .with_context(|| format!("invalid config {}", path.display()))?
+            }
+        }
+        None => TrainConfig::preset(opts.preset.as_deref().unwrap_or("workflow-r1"))?,
+    };
+    if opts.config.is_some()
+        && let Some(p) = &opts.preset
+    {
+        bail!("--preset {p} and --config cannot be combined: put `preset` in the config file");
+    }
+    if let Some(n) = &opts.name {
+        cfg.name = n.clone();
+    }
+    if let Some(o) = &opts.out {
+        cfg.out_dir = o.clone();
+    }
+    if let Some(s) = opts.seed {
+        cfg.seed = s;
+    }
+    Ok(cfg)
+}
+
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\ninterrupt: saving a checkpoint after the current step (press Ctrl-C again to abort now)"
+        );
+    }) {
+        tracing::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    flag
+}
+
+pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    if args.print_schema {
+        println!("{}", train_config_schema_json());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut cfg = load_config(&args.opts)?;
+    if let Some(s) = args.steps {
+        cfg.rl.steps = s;
+    }
+    if let Some(s) = args.warmup_steps {
+        cfg.warmup.steps = s;
+    }
+    if let Some(s) = args.tasks_per_step {
+        cfg.rl.tasks_per_step = s;
+    }
+    if let Some(s) = args.group_size {
+        cfg.rl.group_size = s;
+    }
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut trainer = Trainer::new(cfg, args.resume)?;
+    trainer.show_progress(!args.no_progress);
+    let flag = interrupt_flag();
+    eprintln!("flowrl train: outputs in {}", trainer.run_dir().display());
+    match trainer.run(&flag) {
+        Ok(s) => {
+            println!(
+                "held-out reward: {:.3} before RL -> {:.3} after RL (accuracy {:.3} -> {:.3}); {} RL steps in {:.0} s",
+                s.eval_before,
+                s.eval_after,
+                s.accuracy_before,
+                s.accuracy_after,
+                s.steps,
+                s.seconds
+            );
+            println!(
+                "wrote {}/metrics.jsonl, {}/curve.svg, {}/checkpoints/",
+                s.run_dir.display(),
+                s.run_dir.display(),
+                s.run_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(TrainError::Interrupted) => {
+            eprintln!(
+                "interrupted: checkpoint saved; continue with `flowrl train --resume` and the same options"
+            );
+            Ok(ExitCode::from(130))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = load_config(&args.opts)?;
+    if let Some(t) = args.tasks {
+        cfg.eval.tasks = t;
+    }
+    let root = cfg.run_dir().join("checkpoints");
+    if !root.join("latest").exists() {
+        bail!(
+            "no checkpoint in {}: train first, or pass --name/--out of an existing run",
+            root.display()
+        );
+    }
+    let trainer = Trainer::new(cfg, true)?;
+    let s = trainer.evaluate()?;
+    println!("{}", serde_json::to_string_pretty(&s)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_rollout(args: RolloutArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(&args.opts)?;
+    let trainer = Trainer::new(cfg, true)?;
+    let tasks: Vec<_> = trainer.heldout().iter().take(args.tasks).collect();
+    let eps = trainer.episodes(&tasks, args.temperature, 0, "rollout")?;
+    let mut w = JsonlWriter::create(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    for e in &eps {
+        w.write(&e.trajectory)?;
+    }
+    w.finish()?;
+    eprintln!(
+        "wrote {} trajectories to {}",
+        eps.len(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
