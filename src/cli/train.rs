@@ -54,6 +54,12 @@ pub struct TrainArgs {
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// Write every RL step's trajectories to <run>/rollouts/.
+    #[arg(long)]
+    save_rollouts: bool,
+    /// Peak learning rate of the RL optimizer.
+    #[arg(long)]
+    lr: Option<f32>,
     /// Print the JSON Schema of the configuration and exit.
     #[arg(long)]
     print_schema: bool,
@@ -154,6 +160,15 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(s) = args.group_size {
         cfg.rl.group_size = s;
+    }
+    if args.save_rollouts {
+        cfg.save_rollouts = true;
+    }
+    if let Some(lr) = args.lr {
+        match &mut cfg.optim.optimizer {
+            flowrl_optim::OptimizerConfig::AdamW(c) => c.lr = lr,
+            flowrl_optim::OptimizerConfig::Sgd(c) => c.lr = lr,
+        }
     }
     if args.print_config {
         println!("{}", serde_json::to_string_pretty(&cfg)?);

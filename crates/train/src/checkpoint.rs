@@ -30,13 +30,16 @@ fn ckpt_err(path: &Path, reason: impl Into<String>) -> TrainError {
     }
 }
 
-/// Saves a checkpoint under `root/step-<step>` and points `root/latest` to it.
+/// Saves a checkpoint under `root/step-<step>` (weights, the frozen KL
+/// reference when there is one, optimizer state, run state) and points
+/// `root/latest` to it.
 ///
 /// # Errors
 /// I/O, model and optimizer errors.
 pub fn save(
     root: &Path,
     model: &Model<f32>,
+    reference: Option<&Model<f32>>,
     optimizer: &dyn Optimizer,
     state: &CheckpointState,
 ) -> Result<PathBuf, TrainError> {
@@ -49,6 +52,9 @@ pub fn save(
     }
     std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     model.save_safetensors(&tmp.join("model.safetensors"))?;
+    if let Some(r) = reference {
+        r.save_safetensors(&tmp.join("reference.safetensors"))?;
+    }
     optimizer.state().save(tmp.join("optim.bin"))?;
     let json = serde_json::to_string_pretty(state).unwrap_or_default();
     std::fs::write(tmp.join("state.json"), json)
@@ -74,6 +80,8 @@ pub struct Loaded {
     pub optimizer: OptimizerState,
     /// Path of the weights.
     pub weights: PathBuf,
+    /// Path of the KL reference weights, when saved.
+    pub reference: Option<PathBuf>,
 }
 
 /// Loads the checkpoint `root/latest` points to; `None` when there is none.
@@ -100,10 +108,12 @@ pub fn load_latest(root: &Path) -> Result<Option<Loaded>, TrainError> {
     if !weights.is_file() {
         return Err(ckpt_err(&dir, "model.safetensors is missing"));
     }
+    let reference = Some(dir.join("reference.safetensors")).filter(|p| p.is_file());
     Ok(Some(Loaded {
         dir,
         state,
         optimizer,
         weights,
+        reference,
     }))
 }

@@ -213,6 +213,8 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Consecutive non-finite-loss steps tolerated before stopping.
     pub max_bad_steps: usize,
+    /// Write every RL step's trajectories to `rollouts/step-<n>.jsonl`.
+    pub save_rollouts: bool,
 }
 
 /// The operators the embedded default offers the policy.
@@ -277,7 +279,7 @@ impl Default for TrainConfig {
             },
             optim: OptimConfig {
                 optimizer: OptimizerConfig::AdamW(AdamWConfig {
-                    lr: 1e-3,
+                    lr: 5e-5,
                     weight_decay: 0.0,
                     ..AdamWConfig::default()
                 }),
@@ -290,6 +292,7 @@ impl Default for TrainConfig {
             eval: EvalConfig::default(),
             checkpoint_every: 10,
             max_bad_steps: 3,
+            save_rollouts: false,
         }
     }
 }

@@ -9,7 +9,7 @@ use flowrl_data::{DatasetFormat, ScoreConfig, Scorer, Task, generate_suite, load
 use flowrl_envs::{CanvasEnv, Env, Services, ThinkActionEnv};
 use flowrl_llm_sim::SimBackend;
 use flowrl_model::{GradMode, Model};
-use flowrl_objectives::{AlgorithmConfig, TokenBatch, advantages_by_key, compute};
+use flowrl_objectives::{AlgorithmConfig, ObjectiveError, TokenBatch, advantages_by_key, compute};
 use flowrl_operators::Registry;
 use flowrl_optim::{AdamWConfig, Optimizer, OptimizerConfig, ParamMut, clip_grad_norm};
 use flowrl_tokenizer::{ByteTokenizer, HfTokenizer, Tokenizer};
@@ -171,6 +171,9 @@ impl Trainer {
             let mc = trainer.policy.model.config.clone();
             trainer.policy.model =
                 Model::from_safetensors(&mc, std::slice::from_ref(&loaded.weights))?;
+            if let Some(r) = &loaded.reference {
+                trainer.reference = Some(Model::from_safetensors(&mc, std::slice::from_ref(r))?);
+            }
             trainer.optimizer.load_state(loaded.optimizer)?;
             trainer.updates = trainer.optimizer.step_count();
             trainer.state = loaded.state;
@@ -319,6 +322,7 @@ impl Trainer {
                 jobs.push((task, demos::draw(&mut rng, kind), format!("demo-{t}-{d}")));
             }
         }
+        let choices: Vec<usize> = jobs.iter().map(|j| j.1).collect();
         {
             use rayon::prelude::*;
             let (policy, config, services) = (&self.policy, &self.config, &self.services);
@@ -336,6 +340,27 @@ impl Trainer {
             }
         }
         pb.finish_and_clear();
+        // The demonstrator's mean reward per family and workflow: what the
+        // environment pays for each choice the policy will have to make.
+        let mut table: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+        for (d, &choice) in demos.iter().zip(&choices) {
+            let fam = self
+                .train
+                .iter()
+                .find(|t| t.id == d.task_id)
+                .map(|t| t.family.as_str())
+                .unwrap_or("");
+            let e = table.entry(format!("{fam}/{choice}")).or_insert((0.0, 0));
+            e.0 += d.reward;
+            e.1 += 1;
+        }
+        let table: std::collections::BTreeMap<String, f64> = table
+            .into_iter()
+            .map(|(k, (s, n))| (k, s / n as f64))
+            .collect();
+        tracing::info!(?table, "demonstration reward per family/workflow");
+        metrics
+            .write(&serde_json::json!({"phase": "demos", "reward_by_family_workflow": table}))?;
         // A warm-up optimizer of its own (constant lr after a 10% linear ramp).
         let mut opt = OptimizerConfig::AdamW(AdamWConfig {
             lr: cfg.lr,
@@ -414,6 +439,18 @@ impl Trainer {
         let episodes = self.episodes(&tasks, rl.temperature, seed, &format!("s{step}"))?;
         let t_rollout = t0.elapsed().as_secs_f64();
         let stats = EpisodeStats::of(&episodes);
+        if self.config.save_rollouts {
+            let dir = self.run_dir().join("rollouts");
+            std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+            let path = dir.join(format!("step-{step:06}.jsonl"));
+            let mut w = flowrl_trajectory::JsonlWriter::create(&path)
+                .map_err(|e| TrainError::io(&path, e))?;
+            for e in &episodes {
+                w.write(&e.trajectory)
+                    .map_err(|e| TrainError::io(&path, e))?;
+            }
+            w.finish().map_err(|e| TrainError::io(&path, e))?;
+        }
 
         let rewards: Vec<f64> = episodes.iter().map(|e| e.trajectory.reward).collect();
         let task_ids: Vec<&str> = episodes
@@ -439,7 +476,10 @@ impl Trainer {
         }
         let use_ref = self.algo.objective.kl_coef != 0.0;
         if use_ref && self.reference.is_none() {
-            self.reference = Some(self.policy.model.clone());
+            return Err(TrainError::config(
+                "algorithm.objective.kl_coef",
+                "a KL term needs the reference policy, which is set when the run starts",
+            ));
         }
         let mut mbs = Vec::new();
         for chunk in order.chunks(per.max(1)) {
@@ -470,22 +510,35 @@ impl Trainer {
         for _epoch in 0..rl.ppo_epochs {
             for mb in &mbs {
                 let objective = self.algo.objective;
-                let (loss, lstats) = self.policy.forward_backward(&mb.batch, |lp| {
+                // A non-finite log-prob or loss skips the update (zero
+                // gradient) and counts as a bad step.
+                let result = self.policy.forward_backward(&mb.batch, |lp| {
                     let mut tb = TokenBatch::from_packed(&mb.batch, lp, &mb.old, &mb.adv);
                     if let Some(r) = &mb.reference {
                         tb = tb.with_ref(r);
                     }
-                    let out = compute(&tb, &objective)?;
-                    Ok((out.grad, (out.loss, out.stats)))
+                    match compute(&tb, &objective) {
+                        Ok(out) if out.loss.is_finite() => {
+                            Ok((out.grad, Some((out.loss, out.stats))))
+                        }
+                        Ok(_) | Err(ObjectiveError::NonFinite { .. }) => {
+                            Ok((vec![0.0; lp.len()], None))
+                        }
+                        Err(e) => Err(e.into()),
+                    }
                 })?;
-                if !loss.is_finite() {
+                let Some((loss, lstats)) = result else {
                     self.bad_steps += 1;
-                    tracing::warn!(step, "non-finite loss; update skipped");
+                    tracing::warn!(
+                        step,
+                        bad = self.bad_steps,
+                        "non-finite log-probs or loss; update skipped"
+                    );
                     if self.bad_steps >= self.config.max_bad_steps {
                         return Err(TrainError::Diverged(self.bad_steps));
                     }
                     continue;
-                }
+                };
                 self.bad_steps = 0;
                 lr = self.config.optim.lr_at(self.updates);
                 norms.push(self.apply_grads(lr)?);
@@ -526,6 +579,7 @@ impl Trainer {
         checkpoint::save(
             &self.run_dir().join("checkpoints"),
             &self.policy.model,
+            self.reference.as_ref(),
             &*self.optimizer,
             &self.state,
         )?;
@@ -562,6 +616,10 @@ impl Trainer {
             tracing::info!(steps = self.config.warmup.steps, "supervised warm-up");
             self.warmup(&mut metrics, interrupt)?;
             self.state.warmup_done = true;
+        }
+        if self.algo.objective.kl_coef != 0.0 && self.reference.is_none() {
+            // The KL anchor is the policy RL starts from.
+            self.reference = Some(self.policy.model.clone());
         }
         let before = match self.state.eval_before {
             Some(r) => EpisodeStats {

@@ -1,0 +1,162 @@
+//! End-to-end runs of the trainer on small budgets.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use flowrl_data::{SuiteConfig, TaskFamily};
+use flowrl_train::config::DataSpec;
+use flowrl_train::metrics::read_metrics;
+use flowrl_train::{TrainConfig, TrainError, Trainer};
+
+fn small(dir: &Path, name: &str, seed: u64) -> TrainConfig {
+    let mut c = TrainConfig::default();
+    c.out_dir = dir.to_path_buf();
+    c.name = name.into();
+    c.seed = seed;
+    c.data = DataSpec::Suite {
+        config: SuiteConfig {
+            seed,
+            train_per_family: 4,
+            heldout_per_family: 2,
+            families: vec![TaskFamily::Math, TaskFamily::Qa, TaskFamily::Code],
+        },
+    };
+    c.warmup.steps = 10;
+    c.warmup.batch_size = 6;
+    c.warmup.demos_per_task = 1;
+    c.rl.steps = 3;
+    c.rl.tasks_per_step = 2;
+    c.rl.group_size = 3;
+    c.rl.ppo_epochs = 1;
+    c.eval.tasks = 3;
+    c.eval.every = 0;
+    c.checkpoint_every = 1;
+    c
+}
+
+fn rl_curve(dir: &Path, name: &str) -> Vec<(u64, f64, f64)> {
+    read_metrics(&dir.join(name).join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r["phase"] == "rl")
+        .map(|r| {
+            (
+                r["step"].as_u64().unwrap(),
+                r["reward_mean"].as_f64().unwrap(),
+                r["loss"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_writes_metrics_curve_and_checkpoints_and_resumes_on_the_same_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let never = AtomicBool::new(false);
+
+    // Uninterrupted.
+    let mut a = Trainer::new(small(dir.path(), "a", 3), false).unwrap();
+    a.show_progress(false);
+    let sa = a.run(&never).unwrap();
+    assert_eq!(sa.steps, 3);
+    let run = dir.path().join("a");
+    for f in [
+        "metrics.jsonl",
+        "curve.svg",
+        "config.json",
+        "checkpoints/latest",
+        "checkpoints/step-000003/model.safetensors",
+    ] {
+        assert!(run.join(f).exists(), "missing {f}");
+    }
+    assert!(
+        std::fs::read_to_string(run.join("curve.svg"))
+            .unwrap()
+            .contains("<polyline")
+    );
+    let curve_a = rl_curve(dir.path(), "a");
+    assert_eq!(curve_a.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 1, 2]);
+
+    // Interrupted as soon as the first RL step is logged, then resumed.
+    let flag = Arc::new(AtomicBool::new(false));
+    let metrics = dir.path().join("b").join("metrics.jsonl");
+    let watcher = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            for _ in 0..60_000 {
+                if std::fs::read_to_string(&metrics).is_ok_and(|t| t.contains("\"phase\":\"rl\"")) {
+                    flag.store(true, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let mut b = Trainer::new(small(dir.path(), "b", 3), false).unwrap();
+    b.show_progress(false);
+    let first = b.run(&flag);
+    watcher.join().unwrap();
+    assert!(matches!(first, Err(TrainError::Interrupted)), "{first:?}");
+    let done = rl_curve(dir.path(), "b").len();
+    assert!((1..3).contains(&done), "interrupted after {done} steps");
+
+    let mut b = Trainer::new(small(dir.path(), "b", 3), true).unwrap();
+    b.show_progress(false);
+    let sb = b.run(&never).unwrap();
+    assert_eq!(
+        rl_curve(dir.path(), "b"),
+        curve_a,
+        "the resumed run must continue the same curve"
+    );
+    assert_eq!(sb.eval_after, sa.eval_after);
+    assert_eq!(sb.eval_before, sa.eval_before);
+}
+
+#[test]
+fn invalid_configurations_name_the_field() {
+    let e = TrainConfig::preset("ppo").unwrap_err().to_string();
+    assert!(
+        e.contains("preset") && e.contains("workflow-r1, flowsteer, grpo, gspo"),
+        "{e}"
+    );
+    let mut c = TrainConfig::default();
+    c.rl.group_size = 0;
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("rl.group_size")
+    );
+    let mut c = TrainConfig::default();
+    c.rl.top_p = 1.5;
+    assert!(c.validate().unwrap_err().to_string().contains("rl.top_p"));
+    let mut c = TrainConfig::default();
+    c.data = DataSpec::Files {
+        files: vec![flowrl_train::config::DataFile {
+            path: "/nonexistent/nq.jsonl".into(),
+            format: "qa".into(),
+        }],
+        heldout_fraction: 0.1,
+    };
+    let e = Trainer::new(c, false)
+        .err()
+        .expect("missing file")
+        .to_string();
+    assert!(e.contains("/nonexistent/nq.jsonl"), "{e}");
+    let mut c = TrainConfig::default();
+    c.data = DataSpec::Files {
+        files: vec![flowrl_train::config::DataFile {
+            path: "x.jsonl".into(),
+            format: "csv".into(),
+        }],
+        heldout_fraction: 0.1,
+    };
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("data.files[0].format"), "{e}");
+    // Unknown fields are rejected by the config parser.
+    let e = serde_json::from_str::<TrainConfig>("{\"rl\": {\"stepz\": 3}}")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("stepz"), "{e}");
+}
