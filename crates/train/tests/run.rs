@@ -5,34 +5,41 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use flowrl_data::{SuiteConfig, TaskFamily};
-use flowrl_train::config::DataSpec;
+use flowrl_train::config::{DataFile, DataSpec, EvalConfig, RlConfig, WarmupConfig};
 use flowrl_train::metrics::read_metrics;
 use flowrl_train::{TrainConfig, TrainError, Trainer};
 
 fn small(dir: &Path, name: &str, seed: u64) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.out_dir = dir.to_path_buf();
-    c.name = name.into();
-    c.seed = seed;
-    c.data = DataSpec::Suite {
-        config: SuiteConfig {
-            seed,
-            train_per_family: 4,
-            heldout_per_family: 2,
-            families: vec![TaskFamily::Math, TaskFamily::Qa, TaskFamily::Code],
+    let base = TrainConfig::default();
+    TrainConfig {
+        out_dir: dir.to_path_buf(),
+        name: name.into(),
+        seed,
+        data: DataSpec::Suite {
+            config: SuiteConfig {
+                seed,
+                train_per_family: 4,
+                heldout_per_family: 2,
+                families: vec![TaskFamily::Math, TaskFamily::Qa, TaskFamily::Code],
+            },
         },
-    };
-    c.warmup.steps = 10;
-    c.warmup.batch_size = 6;
-    c.warmup.demos_per_task = 1;
-    c.rl.steps = 3;
-    c.rl.tasks_per_step = 2;
-    c.rl.group_size = 3;
-    c.rl.ppo_epochs = 1;
-    c.eval.tasks = 3;
-    c.eval.every = 0;
-    c.checkpoint_every = 1;
-    c
+        warmup: WarmupConfig {
+            steps: 10,
+            batch_size: 6,
+            demos_per_task: 1,
+            ..base.warmup.clone()
+        },
+        rl: RlConfig {
+            steps: 3,
+            tasks_per_step: 2,
+            group_size: 3,
+            ppo_epochs: 1,
+            ..base.rl.clone()
+        },
+        eval: EvalConfig { tasks: 3, every: 0 },
+        checkpoint_every: 1,
+        ..base
+    }
 }
 
 fn rl_curve(dir: &Path, name: &str) -> Vec<(u64, f64, f64)> {
@@ -120,39 +127,45 @@ fn invalid_configurations_name_the_field() {
         e.contains("preset") && e.contains("workflow-r1, flowsteer, grpo, gspo"),
         "{e}"
     );
-    let mut c = TrainConfig::default();
-    c.rl.group_size = 0;
-    assert!(
-        c.validate()
-            .unwrap_err()
-            .to_string()
-            .contains("rl.group_size")
-    );
-    let mut c = TrainConfig::default();
-    c.rl.top_p = 1.5;
-    assert!(c.validate().unwrap_err().to_string().contains("rl.top_p"));
-    let mut c = TrainConfig::default();
-    c.data = DataSpec::Files {
-        files: vec![flowrl_train::config::DataFile {
-            path: "/nonexistent/nq.jsonl".into(),
-            format: "qa".into(),
-        }],
-        heldout_fraction: 0.1,
+    let bad = |rl: RlConfig| {
+        TrainConfig {
+            rl,
+            ..TrainConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string()
     };
-    let e = Trainer::new(c, false)
+    assert!(
+        bad(RlConfig {
+            group_size: 0,
+            ..RlConfig::default()
+        })
+        .contains("rl.group_size")
+    );
+    assert!(
+        bad(RlConfig {
+            top_p: 1.5,
+            ..RlConfig::default()
+        })
+        .contains("rl.top_p")
+    );
+    let files = |path: &str, format: &str| TrainConfig {
+        data: DataSpec::Files {
+            files: vec![DataFile {
+                path: path.into(),
+                format: format.into(),
+            }],
+            heldout_fraction: 0.1,
+        },
+        ..TrainConfig::default()
+    };
+    let e = Trainer::new(files("/nonexistent/nq.jsonl", "qa"), false)
         .err()
         .expect("missing file")
         .to_string();
     assert!(e.contains("/nonexistent/nq.jsonl"), "{e}");
-    let mut c = TrainConfig::default();
-    c.data = DataSpec::Files {
-        files: vec![flowrl_train::config::DataFile {
-            path: "x.jsonl".into(),
-            format: "csv".into(),
-        }],
-        heldout_fraction: 0.1,
-    };
-    let e = c.validate().unwrap_err().to_string();
+    let e = files("x.jsonl", "csv").validate().unwrap_err().to_string();
     assert!(e.contains("data.files[0].format"), "{e}");
     // Unknown fields are rejected by the config parser.
     let e = serde_json::from_str::<TrainConfig>("{\"rl\": {\"stepz\": 3}}")
