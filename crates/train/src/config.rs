@@ -41,6 +41,13 @@ pub enum ModelSpec {
         /// The directory.
         path: PathBuf,
     },
+    /// A GGUF file (dequantised to f32 at load) and its `tokenizer.json`.
+    Gguf {
+        /// The GGUF file.
+        path: PathBuf,
+        /// The Hugging Face tokenizer file.
+        tokenizer: PathBuf,
+    },
 }
 
 /// The executor LLM operators call.
@@ -52,6 +59,11 @@ pub enum ExecutorSpec {
         /// Its settings.
         #[serde(default)]
         config: SimConfig,
+    },
+    /// An OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama…).
+    Openai {
+        /// Its settings (base URL, model, key, timeouts, retries).
+        config: flowrl_llm_openai::OpenAiConfig,
     },
 }
 

@@ -117,10 +117,31 @@ impl Trainer {
                 let tok = HfTokenizer::from_file(path.join("tokenizer.json"))?;
                 (Model::from_hf_dir(path)?, Arc::new(tok))
             }
+            ModelSpec::Gguf { path, tokenizer } => {
+                for (field, p) in [("model.path", path), ("model.tokenizer", tokenizer)] {
+                    if !p.is_file() {
+                        return Err(TrainError::config(
+                            field,
+                            format!("no such file: {}", p.display()),
+                        ));
+                    }
+                }
+                (
+                    Model::from_gguf(path)?,
+                    Arc::new(HfTokenizer::from_file(tokenizer)?),
+                )
+            }
         };
-        let ExecutorSpec::Sim { config: sim } = &config.executor;
-        let executor =
-            SimBackend::new(sim.clone()).map_err(|e| TrainError::config("executor.config", e))?;
+        let executor: Arc<dyn flowrl_operators::Executor> = match &config.executor {
+            ExecutorSpec::Sim { config: sim } => Arc::new(
+                SimBackend::new(sim.clone())
+                    .map_err(|e| TrainError::config("executor.config", e))?,
+            ),
+            ExecutorSpec::Openai { config: oc } => Arc::new(
+                flowrl_llm_openai::OpenAiClient::new(oc)
+                    .map_err(|e| TrainError::config("executor.config", e.to_string()))?,
+            ),
+        };
         let registry = Registry::all_with(&config.operators)
             .map_err(|e| TrainError::config("operators", e.to_string()))?;
         let scorer = Scorer::new(ScoreConfig {
@@ -129,7 +150,7 @@ impl Trainer {
         });
         let services = Services {
             registry: Arc::new(registry),
-            executor: Arc::new(executor),
+            executor,
             scorer: Arc::new(scorer),
         };
         let (train, heldout) = load_tasks(&config)?;

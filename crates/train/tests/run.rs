@@ -173,3 +173,35 @@ fn invalid_configurations_name_the_field() {
         .to_string();
     assert!(e.contains("stepz"), "{e}");
 }
+
+#[test]
+fn an_unreachable_executor_stops_the_run_with_a_clear_message() {
+    // A loopback port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        executor: flowrl_train::config::ExecutorSpec::Openai {
+            config: flowrl_llm_openai::OpenAiConfig {
+                base_url: Some(format!("http://127.0.0.1:{port}/v1")),
+                model: Some("m".into()),
+                max_retries: 1,
+                backoff_base_ms: 10,
+                connect_timeout_s: 1.0,
+                timeout_s: 2.0,
+                ..Default::default()
+            },
+        },
+        ..small(dir.path(), "dead", 1)
+    };
+    let mut t = Trainer::new(cfg, false).unwrap();
+    t.show_progress(false);
+    let e = t.run(&AtomicBool::new(false)).unwrap_err().to_string();
+    assert!(
+        e.contains("executor") && e.contains(&format!("127.0.0.1:{port}")),
+        "{e}"
+    );
+}
