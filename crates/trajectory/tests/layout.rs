@@ -3,8 +3,8 @@
 use flowrl_trajectory::export::to_trainer_records;
 use flowrl_trajectory::schema::trajectory_schema_json;
 use flowrl_trajectory::{
-    BatchError, JsonlReader, JsonlReport, ReadMode, RecordErrorKind, Role, Span, Trajectory, TrajectoryError,
-    TrajectoryStats, flatten_packed,
+    BatchError, JsonlReader, JsonlReport, ReadMode, RecordErrorKind, Role, Span, Trajectory,
+    TrajectoryError, TrajectoryStats, flatten_packed,
 };
 
 fn think_action() -> Trajectory {
@@ -50,7 +50,10 @@ fn think_action_layout_is_next_token_shifted() {
     assert_eq!(b.loss_mask, vec![0, 0, 1, 1, 0, 1, 1, 1]);
     assert_eq!(b.subseq, vec![-1, -1, 0, 0, -1, 1, 1, 1]);
     assert_eq!(b.position_ids, (0..8).collect::<Vec<u32>>());
-    assert_eq!(b.sampler_logprobs.as_deref(), Some(&[0.0, 0.0, -0.5, -0.25, 0.0, -1.0, -0.125, -2.0][..]));
+    assert_eq!(
+        b.sampler_logprobs.as_deref(),
+        Some(&[0.0, 0.0, -0.5, -0.25, 0.0, -1.0, -0.125, -2.0][..])
+    );
     assert_eq!(b.offsets, vec![0, 8]);
     assert_eq!(b.subseq_len, vec![2, 3]);
     assert_eq!(b.subseq_turn, vec![0, 1]);
@@ -71,7 +74,13 @@ fn canvas_trajectory_has_one_row_per_prompt() {
     assert!(b.sampler_logprobs.is_none());
     let per = b.sum_per_subseq(&vec![1.0; b.len()]).unwrap();
     assert_eq!(per, vec![2.0, 3.0, 1.0, 2.0]);
-    assert_eq!(b.unflatten(&[0u8; 3]), Err(BatchError::LengthMismatch { expected: 12, got: 3 }));
+    assert_eq!(
+        b.unflatten(&[0u8; 3]),
+        Err(BatchError::LengthMismatch {
+            expected: 12,
+            got: 3
+        })
+    );
 }
 
 #[test]
@@ -86,12 +95,22 @@ fn padded_layout_of_two_rows() {
 fn validation_errors_are_typed() {
     let mut t = think_action();
     t.spans[1].logprobs = Some(vec![-0.5]);
-    assert_eq!(t.validate(), Err(TrajectoryError::LogprobLengthMismatch { span: 1, tokens: 2, logprobs: 1 }));
+    assert_eq!(
+        t.validate(),
+        Err(TrajectoryError::LogprobLengthMismatch {
+            span: 1,
+            tokens: 2,
+            logprobs: 1
+        })
+    );
 
     let mut t = think_action();
     t.spans[3].tokens.clear();
     t.spans[3].logprobs = None;
-    assert_eq!(t.validate(), Err(TrajectoryError::EmptyPolicySpan { span: 3 }));
+    assert_eq!(
+        t.validate(),
+        Err(TrajectoryError::EmptyPolicySpan { span: 3 })
+    );
 
     let mut t = think_action();
     t.reward = f64::NAN;
@@ -99,37 +118,86 @@ fn validation_errors_are_typed() {
 
     let mut t = think_action();
     t.spans[1].logprobs = Some(vec![0.5, -1.0]);
-    assert_eq!(t.validate(), Err(TrajectoryError::InvalidLogprob { span: 1, index: 0, value: 0.5 }));
+    assert_eq!(
+        t.validate(),
+        Err(TrajectoryError::InvalidLogprob {
+            span: 1,
+            index: 0,
+            value: 0.5
+        })
+    );
 
     let mut t = think_action();
     t.spans[2].logprobs = Some(vec![-1.0]);
-    assert_eq!(t.validate(), Err(TrajectoryError::LogprobsOnNonPolicySpan { span: 2, role: Role::Environment }));
+    assert_eq!(
+        t.validate(),
+        Err(TrajectoryError::LogprobsOnNonPolicySpan {
+            span: 2,
+            role: Role::Environment
+        })
+    );
 
     let mut t = think_action();
     t.spans.remove(0);
-    assert_eq!(t.validate(), Err(TrajectoryError::MissingPrompt { role: Role::Policy }));
+    assert_eq!(
+        t.validate(),
+        Err(TrajectoryError::MissingPrompt { role: Role::Policy })
+    );
 
     let mut t = canvas();
     t.spans[2].tokens.clear();
-    assert_eq!(t.validate(), Err(TrajectoryError::PolicyWithoutContext { span: 3 }));
+    assert_eq!(
+        t.validate(),
+        Err(TrajectoryError::PolicyWithoutContext { span: 3 })
+    );
 
     let mut t = canvas();
     t.id.clear();
     assert_eq!(t.validate(), Err(TrajectoryError::EmptyId));
 
-    assert_eq!("tool".parse::<Role>(), Err(TrajectoryError::UnknownRole("tool".into())));
+    assert_eq!(
+        "tool".parse::<Role>(),
+        Err(TrajectoryError::UnknownRole("tool".into()))
+    );
 
-    let err = flatten_packed(&[think_action(), Trajectory { spans: vec![], ..canvas() }]).unwrap_err();
-    assert_eq!(err, BatchError::Invalid { index: 1, id: "c0".into(), source: TrajectoryError::NoSpans });
+    let err = flatten_packed(&[
+        think_action(),
+        Trajectory {
+            spans: vec![],
+            ..canvas()
+        },
+    ])
+    .unwrap_err();
+    assert_eq!(
+        err,
+        BatchError::Invalid {
+            index: 1,
+            id: "c0".into(),
+            source: TrajectoryError::NoSpans
+        }
+    );
     assert_eq!(flatten_packed(&[]), Err(BatchError::Empty));
 }
 
 /// Three good records around two bad ones, and a truncated last line.
 fn corrupted_jsonl() -> String {
-    let good = |id: &str| serde_json::to_string(&Trajectory { id: id.into(), ..think_action() }).unwrap();
+    let good = |id: &str| {
+        serde_json::to_string(&Trajectory {
+            id: id.into(),
+            ..think_action()
+        })
+        .unwrap()
+    };
     let unknown_role = good("x").replace("\"environment\"", "\"tool\"");
     let truncated = &good("z")[..40];
-    format!("{}\n{}\n\n{}\n{{not json\n{}\n{}", good("a"), good("b"), unknown_role, good("c"), truncated)
+    format!(
+        "{}\n{}\n\n{}\n{{not json\n{}\n{}",
+        good("a"),
+        good("b"),
+        unknown_role,
+        good("c"),
+        truncated
+    )
 }
 
 #[test]
@@ -142,7 +210,13 @@ fn jsonl_reports_bad_lines_and_keeps_the_good_ones() {
     assert_eq!(ids, ["a", "b", "c"]);
     let lines: Vec<usize> = report.errors.iter().map(|e| e.line).collect();
     assert_eq!(lines, [4, 5, 7]);
-    assert!(report.errors[0].to_string().contains("unknown variant `tool`"), "{}", report.errors[0]);
+    assert!(
+        report.errors[0]
+            .to_string()
+            .contains("unknown variant `tool`"),
+        "{}",
+        report.errors[0]
+    );
     assert!(matches!(report.errors[2].kind, RecordErrorKind::Json(ref e) if e.is_eof()));
     assert_eq!(report.lines, 7);
 
@@ -154,7 +228,11 @@ fn jsonl_reports_bad_lines_and_keeps_the_good_ones() {
 fn invalid_records_are_reported_with_their_reason() {
     let mut bad = think_action();
     bad.spans[1].logprobs = Some(vec![-1.0]);
-    let text = format!("{}\n{}\n", serde_json::to_string(&bad).unwrap(), serde_json::to_string(&canvas()).unwrap());
+    let text = format!(
+        "{}\n{}\n",
+        serde_json::to_string(&bad).unwrap(),
+        serde_json::to_string(&canvas()).unwrap()
+    );
     let report = JsonlReport::read(text.as_bytes(), ReadMode::Lenient).unwrap();
     assert_eq!(report.trajectories.len(), 1);
     assert_eq!(report.errors[0].line, 1);
@@ -195,7 +273,10 @@ fn stats_summarise_turns_tokens_and_rewards() {
 
 #[test]
 fn committed_schema_matches_the_code() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/schemas/trajectory.schema.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/schemas/trajectory.schema.json"
+    );
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     let current = trajectory_schema_json();
     if std::env::var_os("FLOWRL_BLESS").is_some() {

@@ -9,24 +9,38 @@ use proptest::prelude::*;
 fn policy_span(with_lp: bool) -> impl Strategy<Value = Span> {
     prop::collection::vec((0u32..50_000, -30.0f32..=0.0), 1..6).prop_map(move |v| {
         let (tokens, lps): (Vec<u32>, Vec<f32>) = v.into_iter().unzip();
-        Span::policy(format!("turn {}", tokens.len()), tokens, with_lp.then_some(lps))
+        Span::policy(
+            format!("turn {}", tokens.len()),
+            tokens,
+            with_lp.then_some(lps),
+        )
     })
 }
 
 fn context_span(role: Role, min: usize) -> impl Strategy<Value = Span> {
-    (prop::collection::vec(0u32..50_000, min..5), "[a-z <>/]{0,12}").prop_map(move |(tokens, text)| Span {
-        role,
-        text,
-        tokens,
-        logprobs: None,
-    })
+    (
+        prop::collection::vec(0u32..50_000, min..5),
+        "[a-z <>/]{0,12}",
+    )
+        .prop_map(move |(tokens, text)| Span {
+            role,
+            text,
+            tokens,
+            logprobs: None,
+        })
 }
 
 /// A window: a prompt (≥1 token) then 1..4 policy turns, environment spans between some.
 fn window(with_lp: bool) -> impl Strategy<Value = Vec<Span>> {
     (
         context_span(Role::Prompt, 1),
-        prop::collection::vec((policy_span(with_lp), prop::option::of(context_span(Role::Environment, 0))), 1..4),
+        prop::collection::vec(
+            (
+                policy_span(with_lp),
+                prop::option::of(context_span(Role::Environment, 0)),
+            ),
+            1..4,
+        ),
     )
         .prop_map(|(p, turns)| {
             let mut v = vec![p];
