@@ -55,6 +55,16 @@ pub struct LoadArgs {
 
 fn load(args: &LoadArgs) -> Host {
     let mut host = Host::new();
+    // The built-in plugins are linked into this binary through the same ABI.
+    for root in [
+        flowrl_operators_std::flowrl_plugin_root(),
+        flowrl_llm_sim::flowrl_plugin_root(),
+        flowrl_llm_openai::flowrl_plugin_root(),
+    ] {
+        if let Err(e) = host.add_static(root) {
+            tracing::warn!("built-in plugin: {e}");
+        }
+    }
     if !args.no_env {
         host.load_from_env();
     }
