@@ -296,3 +296,29 @@ fn canvas_parallel_branches_and_wrong_answers() {
     assert_eq!(env.summary().operators.len(), 5);
     let _ = TaskFamily::Qa;
 }
+
+#[test]
+fn environments_are_served_through_the_plugin_interface() {
+    use flowrl_envs::plugin::EnvPlugin;
+    use flowrl_plugin_abi::EnvironmentImpl;
+    let env = ThinkActionEnv::new(
+        ThinkActionConfig::default(),
+        services(true, Registry::workflow_r1(), Arc::default()),
+    );
+    let mut p = EnvPlugin::new("think-action", env);
+    let d: serde_json::Value = serde_json::from_str(&p.describe()).unwrap();
+    assert_eq!(d["stop"], serde_json::json!(["</tool>", "</answer>"]));
+    assert!(d["task_schema"].is_object());
+    let task = serde_json::to_string(&task()).unwrap();
+    let obs = p.reset(&task).unwrap();
+    assert!(obs.contains("capital of France"));
+    let s = p
+        .step("<think>a</think><tool>AnswerGenerate: $question</tool>")
+        .unwrap();
+    assert!(!s.done && s.observation.contains("<info>"));
+    let s = p.step("<think>b</think><answer>$last</answer>").unwrap();
+    assert!(s.done);
+    assert_eq!(s.reward, 1.0);
+    // A malformed task is an input error, not a panic.
+    assert!(p.reset("{\"id\": 3}").is_err());
+}
