@@ -2,6 +2,7 @@
 
 mod gguf;
 mod loss;
+mod model;
 mod openai;
 mod optim;
 mod plugins;
@@ -26,6 +27,10 @@ pub struct Cli {
 enum Command {
     /// Train a policy (no arguments: the embedded default, a tiny policy on the built-in suite).
     Train(train::TrainArgs),
+    /// Generate text with a model (GGUF file or Hugging Face directory).
+    Generate(model::GenerateArgs),
+    /// Teacher-forced log-probs of a token sequence, with top-K alternatives.
+    Logprobs(model::LogprobsArgs),
     /// Evaluate a checkpoint greedily on the held-out tasks.
     Eval(train::EvalArgs),
     /// Run episodes with a policy and write their trajectories as JSONL.
@@ -72,6 +77,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train::run_train(args),
         Command::Eval(args) => train::run_eval(args),
+        Command::Generate(args) => model::run_generate(args),
+        Command::Logprobs(args) => model::run_logprobs(args),
         Command::Rollout(args) => train::run_rollout(args),
         Command::Trajectory(cmd) => trajectory::run(cmd),
         Command::Schema(args) => schema::run(args),
