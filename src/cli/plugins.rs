@@ -60,6 +60,7 @@ fn load(args: &LoadArgs) -> Host {
         flowrl_operators_std::flowrl_plugin_root(),
         flowrl_llm_sim::flowrl_plugin_root(),
         flowrl_llm_openai::flowrl_plugin_root(),
+        flowrl_llm_local::flowrl_plugin_root(),
     ] {
         if let Err(e) = host.add_static(root) {
             tracing::warn!("built-in plugin: {e}");
