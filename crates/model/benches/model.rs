@@ -98,6 +98,16 @@ fn qwen_half_b(c: &mut Criterion) {
     g.bench_function("forward log-probs", |bench| {
         bench.iter(|| black_box(model.token_logprobs(&input, &b.targets).unwrap()))
     });
+    let mut trainable = model.clone();
+    let dlp = vec![-1.0 / b.tokens.len() as f32; b.tokens.len()];
+    g.bench_function("forward + backward, full", |bench| {
+        bench.iter(|| {
+            let (lp, acts) = trainable.forward_train(&input, &b.targets).unwrap();
+            trainable.backward(&acts, &dlp, GradMode::Full).unwrap();
+            black_box(lp)
+        })
+    });
+    drop(trainable);
     g.finish();
     let mut g = c.benchmark_group("Qwen2.5-0.5B shape generation, 4 prompts x 8 tokens, 8 new");
     g.sample_size(10);
