@@ -292,26 +292,12 @@ impl Trainer {
 
     /// Applies the clipped optimizer step to the gradients in the model.
     fn apply_grads(&mut self, lr: f32) -> Result<f64, TrainError> {
-        let mode = self.policy.mode;
-        let mut params = self.policy.model.trainable_mut(mode);
-        let norm = match self.config.optim.max_grad_norm {
-            Some(max) => {
-                let mut grads: Vec<&mut [f32]> =
-                    params.iter_mut().map(|p| p.grad.as_mut_slice()).collect();
-                clip_grad_norm(&mut grads, max)?
-            }
-            None => flowrl_optim::grad_norm(
-                &params.iter().map(|p| p.grad.as_slice()).collect::<Vec<_>>(),
-            ),
-        };
-        let mut views: Vec<ParamMut<'_>> = params
-            .iter_mut()
-            .map(|p| {
-                let (name, value, grad) = p.parts_mut();
-                ParamMut::new(name, value, grad)
-            })
-            .collect();
-        self.optimizer.step(&mut views, lr)?;
+        let norm = optimizer_step(
+            &mut self.policy,
+            &mut *self.optimizer,
+            lr,
+            self.config.optim.max_grad_norm,
+        )?;
         self.updates += 1;
         Ok(norm)
     }
@@ -415,21 +401,7 @@ impl Trainer {
                 Ok((dlp, loss))
             })?;
             let lr = cfg.lr * ((step + 1) as f32 / ramp as f32).min(1.0);
-            let mode = self.policy.mode;
-            let mut params = self.policy.model.trainable_mut(mode);
-            {
-                let mut grads: Vec<&mut [f32]> =
-                    params.iter_mut().map(|p| p.grad.as_mut_slice()).collect();
-                clip_grad_norm(&mut grads, 1.0)?;
-            }
-            let mut views: Vec<ParamMut<'_>> = params
-                .iter_mut()
-                .map(|p| {
-                    let (name, value, grad) = p.parts_mut();
-                    ParamMut::new(name, value, grad)
-                })
-                .collect();
-            opt.step(&mut views, lr)?;
+            optimizer_step(&mut self.policy, &mut *opt, lr, Some(1.0))?;
             pb.inc(1);
             pb.set_message(format!("loss {loss:.3}"));
             if step % 10 == 0 || step + 1 == cfg.steps {
@@ -747,6 +719,36 @@ impl Trainer {
         let path = dir.join("curve.svg");
         std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))
     }
+}
+
+/// Clips the policy's gradients to `max_norm` (when set) and applies one
+/// optimizer step at `lr`; returns the gradient norm before clipping.
+fn optimizer_step(
+    policy: &mut Policy,
+    optimizer: &mut dyn Optimizer,
+    lr: f32,
+    max_norm: Option<f64>,
+) -> Result<f64, TrainError> {
+    let mut params = policy.model.trainable_mut(policy.mode);
+    let norm = match max_norm {
+        Some(max) => {
+            let mut grads: Vec<&mut [f32]> =
+                params.iter_mut().map(|p| p.grad.as_mut_slice()).collect();
+            clip_grad_norm(&mut grads, max)?
+        }
+        None => {
+            flowrl_optim::grad_norm(&params.iter().map(|p| p.grad.as_slice()).collect::<Vec<_>>())
+        }
+    };
+    let mut views: Vec<ParamMut<'_>> = params
+        .iter_mut()
+        .map(|p| {
+            let (name, value, grad) = p.parts_mut();
+            ParamMut::new(name, value, grad)
+        })
+        .collect();
+    optimizer.step(&mut views, lr)?;
+    Ok(norm)
 }
 
 fn make_env(config: &TrainConfig, services: &Services) -> Box<dyn Env> {
