@@ -18,6 +18,17 @@ pub struct Prompt {
     pub user: String,
 }
 
+impl Prompt {
+    /// The prompt as one text: the system message, a blank line, the user
+    /// message (just the user message when there is no system message).
+    pub fn text(&self) -> String {
+        match &self.system {
+            Some(s) => format!("{s}\n\n{}", self.user),
+            None => self.user.clone(),
+        }
+    }
+}
+
 /// What the policy sees after a turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "text", rename_all = "snake_case")]
@@ -94,6 +105,22 @@ pub struct Services {
     pub executor: Arc<dyn Executor>,
     /// Scores final answers.
     pub scorer: Arc<Scorer>,
+}
+
+impl Services {
+    /// The operators offered to the policy: `configured` when non-empty,
+    /// else every operator of the registry.
+    pub fn offered(&self, configured: &[String]) -> Vec<String> {
+        if configured.is_empty() {
+            self.registry
+                .names()
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        } else {
+            configured.to_vec()
+        }
+    }
 }
 
 /// An episodic text environment.

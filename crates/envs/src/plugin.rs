@@ -23,13 +23,6 @@ impl<E: Env + 'static> EnvPlugin<E> {
     }
 }
 
-fn render(p: &crate::env::Prompt) -> String {
-    match &p.system {
-        Some(s) => format!("{s}\n\n{}", p.user),
-        None => p.user.clone(),
-    }
-}
-
 impl<E: Env + 'static> EnvironmentImpl for EnvPlugin<E> {
     fn describe(&self) -> String {
         serde_json::json!({
@@ -47,7 +40,7 @@ impl<E: Env + 'static> EnvironmentImpl for EnvPlugin<E> {
             .env
             .reset(&task)
             .map_err(|e| PluginError::invalid_input(e.to_string()))?;
-        Ok(render(&p))
+        Ok(p.text())
     }
 
     fn step(&mut self, action: &str) -> Result<Step, PluginError> {
@@ -57,7 +50,7 @@ impl<E: Env + 'static> EnvironmentImpl for EnvPlugin<E> {
             .map_err(|e| PluginError::execution(e.to_string()))?;
         let observation = match &out.observation {
             Observation::Append(t) => t.clone(),
-            Observation::NewContext(p) => render(p),
+            Observation::NewContext(p) => p.text(),
             Observation::Nothing => String::new(),
         };
         Ok(Step {

@@ -76,13 +76,7 @@ pub fn rollout(
     for (env, task) in envs.iter_mut().zip(tasks) {
         let prompt = env.reset(task)?;
         let tokens = clip_prompt(policy.encode_prompt(&prompt)?, settings.max_prompt_tokens);
-        let text = prompt
-            .system
-            .iter()
-            .cloned()
-            .chain([prompt.user.clone()])
-            .collect::<Vec<_>>()
-            .join("\n\n");
+        let text = prompt.text();
         live.push(Live {
             spans: vec![Span::prompt(text, tokens.clone())],
             context: tokens,
@@ -170,13 +164,7 @@ pub fn rollout(
                     Observation::NewContext(p) => {
                         let tokens =
                             clip_prompt(policy.encode_prompt(p)?, settings.max_prompt_tokens);
-                        let text = p
-                            .system
-                            .iter()
-                            .cloned()
-                            .chain([p.user.clone()])
-                            .collect::<Vec<_>>()
-                            .join("\n\n");
+                        let text = p.text();
                         l.context = tokens.clone();
                         l.response_tokens = 0;
                         l.spans.push(Span::prompt(text, tokens));

@@ -621,7 +621,7 @@ impl Trainer {
             },
             None => {
                 let s = self.evaluate()?;
-                metrics.write(&serde_json::json!({"phase": "eval", "step": 0, "reward_mean": s.reward_mean, "accuracy": s.accuracy, "format_rate": s.format_rate, "reward_by_family": s.reward_by_family, "operator_usage": s.operator_usage}))?;
+                metrics.write(&eval_record(0, &s))?;
                 self.state.eval_before = Some(s.reward_mean);
                 self.save()?;
                 s
@@ -653,7 +653,7 @@ impl Trainer {
             let every = self.config.eval.every;
             if every > 0 && self.state.step.is_multiple_of(every) && self.state.step < steps {
                 let s = self.evaluate()?;
-                metrics.write(&serde_json::json!({"phase": "eval", "step": self.state.step, "reward_mean": s.reward_mean, "accuracy": s.accuracy, "format_rate": s.format_rate, "reward_by_family": s.reward_by_family, "operator_usage": s.operator_usage}))?;
+                metrics.write(&eval_record(self.state.step, &s))?;
             }
             let ck = self.config.checkpoint_every;
             if ck > 0 && self.state.step.is_multiple_of(ck) {
@@ -662,7 +662,7 @@ impl Trainer {
         }
         pb.finish_and_clear();
         let after = self.evaluate()?;
-        metrics.write(&serde_json::json!({"phase": "eval", "step": steps, "reward_mean": after.reward_mean, "accuracy": after.accuracy, "format_rate": after.format_rate, "reward_by_family": after.reward_by_family, "operator_usage": after.operator_usage}))?;
+        metrics.write(&eval_record(steps, &after))?;
         self.save()?;
         self.write_curve()?;
         let accuracy_before = read_metrics(&metrics_path)?
@@ -719,6 +719,19 @@ impl Trainer {
         let path = dir.join("curve.svg");
         std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))
     }
+}
+
+/// The metrics line of a held-out evaluation after `step` RL steps.
+fn eval_record(step: usize, s: &EpisodeStats) -> serde_json::Value {
+    serde_json::json!({
+        "phase": "eval",
+        "step": step,
+        "reward_mean": s.reward_mean,
+        "accuracy": s.accuracy,
+        "format_rate": s.format_rate,
+        "reward_by_family": s.reward_by_family,
+        "operator_usage": s.operator_usage,
+    })
 }
 
 /// Clips the policy's gradients to `max_norm` (when set) and applies one

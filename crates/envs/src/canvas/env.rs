@@ -129,16 +129,7 @@ impl CanvasEnv {
     }
 
     fn offered(&self) -> Vec<String> {
-        if self.config.operators.is_empty() {
-            self.services
-                .registry
-                .names()
-                .into_iter()
-                .map(str::to_string)
-                .collect()
-        } else {
-            self.config.operators.clone()
-        }
+        self.services.offered(&self.config.operators)
     }
 
     fn role(&self, op: &str) -> Option<OperatorRole> {

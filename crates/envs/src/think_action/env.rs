@@ -102,16 +102,7 @@ impl ThinkActionEnv {
     }
 
     fn offered(&self) -> Vec<String> {
-        if self.config.operators.is_empty() {
-            self.services
-                .registry
-                .names()
-                .into_iter()
-                .map(str::to_string)
-                .collect()
-        } else {
-            self.config.operators.clone()
-        }
+        self.services.offered(&self.config.operators)
     }
 
     /// The prompt for a task.
