@@ -223,7 +223,9 @@ pub struct TrainConfig {
     pub eval: EvalConfig,
     /// Write a checkpoint every this many RL steps (0: only at the end).
     pub checkpoint_every: usize,
-    /// Consecutive non-finite-loss steps tolerated before stopping.
+    /// Consecutive updates (mini-batch optimizer steps) with a non-finite
+    /// loss or log-prob that are skipped before the run stops; each skip is
+    /// logged and counted in the step's `skipped_updates`.
     pub max_bad_steps: usize,
     /// Write every RL step's trajectories to `rollouts/step-<n>.jsonl`.
     pub save_rollouts: bool,

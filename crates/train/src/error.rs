@@ -54,9 +54,10 @@ pub enum TrainError {
         /// What is wrong.
         reason: String,
     },
-    /// Too many consecutive steps had a non-finite loss.
+    /// Too many consecutive updates (mini-batch optimizer steps) had a
+    /// non-finite loss or log-prob.
     #[error(
-        "{0} consecutive steps had a non-finite loss; stopping (the last checkpoint is intact)"
+        "{0} consecutive updates had a non-finite loss or log-prob; stopping (the last checkpoint is intact)"
     )]
     Diverged(usize),
     /// The run was interrupted (Ctrl-C) after saving a checkpoint.

@@ -500,6 +500,7 @@ impl Trainer {
         let mut kls = Vec::new();
         let mut norms = Vec::new();
         let mut lr = 0.0;
+        let mut skipped = 0usize;
         for _epoch in 0..rl.ppo_epochs {
             for mb in &mbs {
                 let objective = self.algo.objective;
@@ -522,6 +523,7 @@ impl Trainer {
                 })?;
                 let Some((loss, lstats)) = result else {
                     self.bad_steps += 1;
+                    skipped += 1;
                     tracing::warn!(
                         step,
                         bad = self.bad_steps,
@@ -564,6 +566,7 @@ impl Trainer {
             "kl": mean(&kls),
             "grad_norm": mean(&norms),
             "lr": lr,
+            "skipped_updates": skipped,
             "time": {"rollout": t_rollout, "old_logprobs": t_old, "update": t_total - t_rollout - t_old, "total": t_total},
         }))
     }
