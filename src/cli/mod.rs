@@ -8,6 +8,7 @@ mod optim;
 mod plugins;
 mod schema;
 mod score;
+mod serve;
 mod train;
 mod trajectory;
 
@@ -50,6 +51,8 @@ enum Command {
     /// Check an OpenAI-compatible server with the `openai` backend: list models, send one chat.
     #[command(subcommand)]
     Openai(openai::OpenAiCmd),
+    /// Serve an LLM backend (a local GGUF/Hugging Face model, the simulator…) as an OpenAI-compatible server.
+    Serve(serve::ServeArgs),
     /// List plugin libraries and load errors; run a plugin operator.
     #[command(subcommand)]
     Plugins(plugins::PluginsCmd),
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Loss(args) => loss::run(args),
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Openai(cmd) => openai::run(cmd),
+        Command::Serve(args) => serve::run(args),
         Command::Gguf(cmd) => gguf::run(cmd),
         Command::Tokenize(cmd) => gguf::run_tokenize(cmd),
     }

@@ -53,7 +53,7 @@ pub struct LoadArgs {
     no_env: bool,
 }
 
-fn load(args: &LoadArgs) -> Host {
+pub(crate) fn load(args: &LoadArgs) -> Host {
     let mut host = Host::new();
     // The built-in plugins are linked into this binary through the same ABI.
     for root in [
