@@ -1,0 +1,312 @@
+//! The CPU path: the same ops in f64 arithmetic over rayon (rows of the
+//! logits in parallel). It is the reference of the GPU tests and the path
+//! used when there is no GPU.
+
+use flowrl_objectives::{TokenBatch, compute};
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+use crate::device::{AdamScalars, EntropyGrad, LossInputs, PolicyLoss, TokenLogprobs};
+use crate::error::{KernelError, Result};
+use crate::tensor::{CpuStorage, Element, Storage, Tensor};
+
+fn host(t: &Tensor) -> &CpuStorage {
+    match &t.storage {
+        Storage::Cpu(s) => s,
+        #[cfg(feature = "cuda")]
+        Storage::Cuda(_) => unreachable!("device checked by the caller"),
+    }
+}
+
+fn host_mut(t: &mut Tensor) -> &mut CpuStorage {
+    match &mut t.storage {
+        Storage::Cpu(s) => s,
+        #[cfg(feature = "cuda")]
+        Storage::Cuda(_) => unreachable!("device checked by the caller"),
+    }
+}
+
+fn slice<T: Element>(t: &Tensor) -> &[T] {
+    T::unwrap(host(t)).unwrap_or(&[])
+}
+
+/// `(lse, entropy)` of one row, in f64 (max, then one pass of exp-sums).
+fn row_stats<T: Element>(row: &[T], with_entropy: bool) -> (f64, f64) {
+    let mut m = f64::NEG_INFINITY;
+    for &x in row {
+        m = m.max(x.to_f64());
+    }
+    if m == f64::NEG_INFINITY {
+        return (f64::NEG_INFINITY, f64::NAN);
+    }
+    let (mut s, mut t) = (0.0f64, 0.0f64);
+    for &x in row {
+        let x = x.to_f64();
+        let e = (x - m).exp();
+        s += e;
+        if with_entropy && e > 0.0 {
+            t += e * x;
+        }
+    }
+    let lse = m + s.ln();
+    (lse, if with_entropy { lse - t / s } else { 0.0 })
+}
+
+fn logprobs_typed<T: Element>(
+    x: &[T],
+    y: &[i32],
+    v: usize,
+    with_entropy: bool,
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    if let Some((row, &t)) = y
+        .iter()
+        .enumerate()
+        .find(|&(_, &t)| t < 0 || t as usize >= v)
+    {
+        return Err(KernelError::TargetOutOfRange {
+            row,
+            target: i64::from(t),
+            vocab: v,
+        });
+    }
+    let rows: Vec<(f32, f32, f32)> = x
+        .par_chunks(v)
+        .zip(y.par_iter())
+        .map(|(row, &t)| {
+            let (lse, h) = row_stats(row, with_entropy);
+            let lp = row[t as usize].to_f64() - lse;
+            (lp as f32, lse as f32, h as f32)
+        })
+        .collect();
+    let lp = rows.iter().map(|r| r.0).collect();
+    let lse = rows.iter().map(|r| r.1).collect();
+    let h = rows.iter().map(|r| r.2).collect();
+    Ok((lp, lse, h))
+}
+
+pub(crate) fn token_logprobs(
+    logits: &Tensor,
+    targets: &Tensor,
+    n: usize,
+    v: usize,
+    with_entropy: bool,
+) -> Result<TokenLogprobs> {
+    let y = slice::<i32>(targets);
+    let (lp, lse, h) = match host(logits) {
+        CpuStorage::F32(x) => logprobs_typed(x, y, v, with_entropy)?,
+        CpuStorage::F16(x) => logprobs_typed(x, y, v, with_entropy)?,
+        CpuStorage::BF16(x) => logprobs_typed(x, y, v, with_entropy)?,
+        _ => unreachable!("dtype checked by the caller"),
+    };
+    Ok(TokenLogprobs {
+        logprobs: Tensor::from_cpu(CpuStorage::F32(lp), vec![n]),
+        lse: Tensor::from_cpu(CpuStorage::F32(lse), vec![n]),
+        entropy: with_entropy.then(|| Tensor::from_cpu(CpuStorage::F32(h), vec![n])),
+    })
+}
+
+/// Per-row inputs of the backward.
+struct RowGrad {
+    y: usize,
+    lse: f64,
+    g: f64,
+    h: f64,
+    ent: f64,
+}
+
+#[inline]
+fn grad_row<T: Element, O: Element>(row_in: &[T], out: &mut [O], r: &RowGrad) {
+    if r.g == 0.0 && r.h == 0.0 {
+        out.iter_mut().for_each(|o| *o = O::from_f64(0.0));
+        return;
+    }
+    for (j, (o, &x)) in out.iter_mut().zip(row_in).enumerate() {
+        let lpj = x.to_f64() - r.lse;
+        let p = lpj.exp();
+        let mut d = -r.g * p;
+        if r.h != 0.0 && p > 0.0 {
+            d -= r.h * p * (lpj + r.ent);
+        }
+        if j == r.y {
+            d += r.g;
+        }
+        *o = O::from_f64(d);
+    }
+}
+
+fn row_inputs(
+    targets: &Tensor,
+    lse: &Tensor,
+    grad_lp: &Tensor,
+    eg: Option<EntropyGrad<'_>>,
+) -> Vec<RowGrad> {
+    let y = slice::<i32>(targets);
+    let l = slice::<f32>(lse);
+    let g = slice::<f32>(grad_lp);
+    let (e, h) = match eg {
+        Some(eg) => (slice::<f32>(eg.entropy), slice::<f32>(eg.grad)),
+        None => (&[][..], &[][..]),
+    };
+    (0..y.len())
+        .map(|i| RowGrad {
+            y: y[i].max(0) as usize,
+            lse: f64::from(l[i]),
+            g: f64::from(g[i]),
+            h: h.get(i).map_or(0.0, |&v| f64::from(v)),
+            ent: e.get(i).map_or(0.0, |&v| f64::from(v)),
+        })
+        .collect()
+}
+
+fn backward_typed<T: Element>(x: &[T], rows: &[RowGrad], v: usize) -> Vec<T> {
+    let mut out = vec![T::from_f64(0.0); x.len()];
+    out.par_chunks_mut(v)
+        .zip(x.par_chunks(v))
+        .zip(rows.par_iter())
+        .for_each(|((o, xr), r)| grad_row(xr, o, r));
+    out
+}
+
+fn check_targets(targets: &Tensor, v: usize) -> Result<()> {
+    if let Some((row, &t)) = slice::<i32>(targets)
+        .iter()
+        .enumerate()
+        .find(|&(_, &t)| t < 0 || t as usize >= v)
+    {
+        return Err(KernelError::TargetOutOfRange {
+            row,
+            target: i64::from(t),
+            vocab: v,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn logits_backward(
+    logits: &Tensor,
+    targets: &Tensor,
+    lse: &Tensor,
+    grad_lp: &Tensor,
+    eg: Option<EntropyGrad<'_>>,
+    n: usize,
+    v: usize,
+) -> Result<Tensor> {
+    check_targets(targets, v)?;
+    let rows = row_inputs(targets, lse, grad_lp, eg);
+    let s = match host(logits) {
+        CpuStorage::F32(x) => CpuStorage::F32(backward_typed(x, &rows, v)),
+        CpuStorage::F16(x) => CpuStorage::F16(backward_typed::<f16>(x, &rows, v)),
+        CpuStorage::BF16(x) => CpuStorage::BF16(backward_typed::<bf16>(x, &rows, v)),
+        _ => unreachable!("dtype checked by the caller"),
+    };
+    Ok(Tensor::from_cpu(s, vec![n, v]))
+}
+
+fn in_place_typed<T: Element>(x: &mut [T], rows: &[RowGrad], v: usize) {
+    x.par_chunks_mut(v)
+        .zip(rows.par_iter())
+        .for_each(|(xr, r)| {
+            let copy = xr.to_vec();
+            grad_row(&copy, xr, r);
+        });
+}
+
+pub(crate) fn logits_backward_in_place(
+    logits: &mut Tensor,
+    targets: &Tensor,
+    lse: &Tensor,
+    grad_lp: &Tensor,
+    eg: Option<EntropyGrad<'_>>,
+    _n: usize,
+    v: usize,
+) -> Result<()> {
+    check_targets(targets, v)?;
+    let rows = row_inputs(targets, lse, grad_lp, eg);
+    match host_mut(logits) {
+        CpuStorage::F32(x) => in_place_typed(x, &rows, v),
+        CpuStorage::F16(x) => in_place_typed(x, &rows, v),
+        CpuStorage::BF16(x) => in_place_typed(x, &rows, v),
+        _ => unreachable!("dtype checked by the caller"),
+    }
+    Ok(())
+}
+
+pub(crate) fn policy_loss(
+    inputs: &LossInputs<'_>,
+    config: &flowrl_objectives::ObjectiveConfig,
+) -> Result<PolicyLoss> {
+    let mut b = TokenBatch::new(
+        slice::<f32>(inputs.logprobs),
+        slice::<f32>(inputs.old_logprobs),
+        slice::<u8>(inputs.mask),
+        slice::<i32>(inputs.subseq),
+        slice::<i32>(inputs.traj),
+        slice::<f32>(inputs.advantages),
+    );
+    b.ref_logprobs = inputs.ref_logprobs.map(slice::<f32>);
+    b.entropy = inputs.entropy.map(slice::<f32>);
+    let out = compute(&b, config)?;
+    let n = out.grad.len();
+    Ok(PolicyLoss {
+        loss: out.loss,
+        grad: Tensor::from_cpu(CpuStorage::F32(out.grad), vec![n]),
+        stats: out.stats,
+    })
+}
+
+pub(crate) fn mask_scale(mask: &Tensor, c: f64) -> Result<Tensor> {
+    let m = slice::<u8>(mask);
+    let out: Vec<f32> = m
+        .iter()
+        .map(|&b| if b != 0 { c as f32 } else { 0.0 })
+        .collect();
+    let n = out.len();
+    Ok(Tensor::from_cpu(CpuStorage::F32(out), vec![n]))
+}
+
+/// The f32 AdamW update of flowrl-optim, element by element in the same
+/// order of operations (so results are bit-identical).
+pub(crate) fn adamw_slices(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    s: &AdamScalars,
+) {
+    p.par_chunks_mut(1 << 15)
+        .zip(g.par_chunks(1 << 15))
+        .zip(m.par_chunks_mut(1 << 15))
+        .zip(v.par_chunks_mut(1 << 15))
+        .for_each(|(((p, g), m), v)| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let m1 = s.beta1 * *m + s.one_minus_beta1 * g;
+                let v1 = s.beta2 * *v + s.one_minus_beta2 * (g * g);
+                let denom = v1.sqrt() * s.inv_sqrt_bc2 + s.eps;
+                *m = m1;
+                *v = v1;
+                *p = *p * s.decay - s.step_size * (m1 / denom);
+            }
+        });
+}
+
+pub(crate) fn adamw_step(
+    param: &mut Tensor,
+    grad: &Tensor,
+    m: &mut Tensor,
+    v: &mut Tensor,
+    s: &AdamScalars,
+) -> Result<()> {
+    let g = slice::<f32>(grad);
+    let mut mv = std::mem::replace(host_mut(m), CpuStorage::F32(Vec::new()));
+    let mut vv = std::mem::replace(host_mut(v), CpuStorage::F32(Vec::new()));
+    if let (Some(pp), Some(mm), Some(vvv)) = (
+        f32::unwrap_mut(host_mut(param)),
+        f32::unwrap_mut(&mut mv),
+        f32::unwrap_mut(&mut vv),
+    ) {
+        adamw_slices(pp, g, mm, vvv, s);
+    }
+    *host_mut(m) = mv;
+    *host_mut(v) = vv;
+    Ok(())
+}

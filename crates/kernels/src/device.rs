@@ -1,0 +1,568 @@
+//! The device enum and the ops, with one signature for the CPU and CUDA.
+
+use flowrl_objectives::{LossStats, ObjectiveConfig};
+use flowrl_optim::AdamWConfig;
+
+use crate::cpu;
+use crate::error::{KernelError, Result};
+use crate::tensor::{DType, Element, Storage, Tensor};
+
+/// Where ops run: the CPU reference path, or one CUDA device.
+#[derive(Debug, Clone)]
+pub enum Device {
+    /// The CPU path (f64 arithmetic over rayon; the reference of the tests).
+    Cpu,
+    /// A CUDA device (driver and NVRTC loaded at run time).
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaDevice),
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            #[cfg(feature = "cuda")]
+            (Device::Cuda(a), Device::Cuda(b)) => a.ordinal() == b.ordinal(),
+            #[cfg(feature = "cuda")]
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => write!(f, "cuda:{}", d.ordinal()),
+        }
+    }
+}
+
+/// Output of [`Device::token_logprobs`]; every tensor is `f32 [N]` on the op's device.
+#[derive(Debug, Clone)]
+pub struct TokenLogprobs {
+    /// `lp_t = logits[t, y_t] − lse_t` (nats).
+    pub logprobs: Tensor,
+    /// `lse_t = log Σ_v exp(logits[t, v])`, kept for the backward.
+    pub lse: Tensor,
+    /// `H_t = −Σ_v p_{t,v} log p_{t,v}` (nats), when asked for.
+    pub entropy: Option<Tensor>,
+}
+
+/// The entropy part of the backward: `∂J/∂H_t` per token and the entropies.
+#[derive(Debug, Clone, Copy)]
+pub struct EntropyGrad<'a> {
+    /// `f32 [N]` entropies from the forward.
+    pub entropy: &'a Tensor,
+    /// `f32 [N]` ∂J/∂H_t (for the bonus `−c·token-mean(H)`: `−c/T` on policy tokens).
+    pub grad: &'a Tensor,
+}
+
+/// The per-token inputs of [`Device::policy_loss`], the tensor form of
+/// [`flowrl_objectives::TokenBatch`]: `f32 [N]` log-probs, `u8 [N]` mask,
+/// `i32 [N]` sub-sequence and trajectory ids, `f32 [B]` advantages.
+#[derive(Debug, Clone, Copy)]
+pub struct LossInputs<'a> {
+    /// log π_θ per token (the variable of the gradient).
+    pub logprobs: &'a Tensor,
+    /// log π_old per token.
+    pub old_logprobs: &'a Tensor,
+    /// log π_ref per token (needed when `kl_coef > 0`).
+    pub ref_logprobs: Option<&'a Tensor>,
+    /// Entropy per token (needed when `entropy_coef ≠ 0`).
+    pub entropy: Option<&'a Tensor>,
+    /// 1 for policy tokens, 0 elsewhere.
+    pub mask: &'a Tensor,
+    /// Dense sub-sequence id per policy token, −1 elsewhere.
+    pub subseq: &'a Tensor,
+    /// Trajectory index per token (into `advantages`).
+    pub traj: &'a Tensor,
+    /// One advantage per trajectory.
+    pub advantages: &'a Tensor,
+}
+
+/// Output of [`Device::policy_loss`].
+#[derive(Debug, Clone)]
+pub struct PolicyLoss {
+    /// The objective J (as [`flowrl_objectives::LossOutput::loss`]).
+    pub loss: f64,
+    /// `f32 [N]` g_t = ∂J/∂lp_t (0 on masked-out tokens).
+    pub grad: Tensor,
+    /// Diagnostics (as [`flowrl_objectives::LossStats`]).
+    pub stats: LossStats,
+}
+
+/// Output of [`Device::fused_policy_loss`].
+#[derive(Debug, Clone)]
+pub struct FusedLoss {
+    /// The objective J.
+    pub loss: f64,
+    /// Diagnostics.
+    pub stats: LossStats,
+    /// `f32 [N]` log-probs of the targets.
+    pub logprobs: Tensor,
+    /// `f32 [N]` entropies, when the config has an entropy bonus.
+    pub entropy: Option<Tensor>,
+    /// `f32 [N]` g_t = ∂J/∂lp_t.
+    pub grad_logprobs: Tensor,
+    /// `[N, V]` ∂J/∂logits in the logits' dtype; `None` when written in place.
+    pub dlogits: Option<Tensor>,
+}
+
+/// One AdamW update's hyper-parameters (flowrl-optim's arithmetic).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWStep {
+    /// Learning rate of this step (already scheduled and group-scaled).
+    pub lr: f64,
+    /// β₁.
+    pub beta1: f64,
+    /// β₂.
+    pub beta2: f64,
+    /// ε added to √v̂.
+    pub eps: f64,
+    /// Decoupled weight decay λ.
+    pub weight_decay: f64,
+    /// 1-based update count of this parameter (bias correction).
+    pub step: u64,
+}
+
+impl AdamWStep {
+    /// The step of [`flowrl_optim::AdamW`] for `config` at learning rate `lr`
+    /// and update `step` (1-based), as its `step` computes it.
+    pub fn from_config(config: &AdamWConfig, lr: f32, step: u64) -> Self {
+        AdamWStep {
+            lr: f64::from(lr),
+            beta1: f64::from(config.betas[0]),
+            beta2: f64::from(config.betas[1]),
+            eps: f64::from(config.eps),
+            weight_decay: f64::from(config.weight_decay),
+            step,
+        }
+    }
+
+    /// The f32 scalars of the update, rounded once from f64 exactly as
+    /// flowrl-optim does.
+    pub(crate) fn scalars(&self) -> AdamScalars {
+        let t = i32::try_from(self.step).unwrap_or(i32::MAX);
+        let bc1 = 1.0 - self.beta1.powi(t);
+        let bc2 = 1.0 - self.beta2.powi(t);
+        AdamScalars {
+            decay: (1.0 - self.lr * self.weight_decay) as f32,
+            beta1: self.beta1 as f32,
+            one_minus_beta1: (1.0 - self.beta1) as f32,
+            beta2: self.beta2 as f32,
+            one_minus_beta2: (1.0 - self.beta2) as f32,
+            step_size: (self.lr / bc1) as f32,
+            inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+            eps: self.eps as f32,
+        }
+    }
+}
+
+/// Per-step f32 scalars of AdamW.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdamScalars {
+    pub decay: f32,
+    pub beta1: f32,
+    pub one_minus_beta1: f32,
+    pub beta2: f32,
+    pub one_minus_beta2: f32,
+    pub step_size: f32,
+    pub inv_sqrt_bc2: f32,
+    pub eps: f32,
+}
+
+pub(crate) fn want_dtype(name: &'static str, t: &Tensor, d: DType) -> Result<()> {
+    if t.dtype != d {
+        return Err(KernelError::DType {
+            name,
+            expected: match d {
+                DType::F32 => "f32",
+                DType::I32 => "i32",
+                DType::U8 => "u8",
+                DType::F16 => "f16",
+                DType::BF16 => "bf16",
+            },
+            got: t.dtype,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn want_len(name: &'static str, t: &Tensor, n: usize) -> Result<()> {
+    if t.shape.len() != 1 || t.shape[0] != n {
+        return Err(KernelError::Shape {
+            name,
+            expected: format!("[{n}]"),
+            got: t.shape.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks logits `[N, V]` (float) and targets `i32 [N]`; returns (N, V).
+pub(crate) fn logits_shape(logits: &Tensor, targets: &Tensor) -> Result<(usize, usize)> {
+    if !logits.dtype.is_float() {
+        return Err(KernelError::DType {
+            name: "logits",
+            expected: "f32, f16 or bf16",
+            got: logits.dtype,
+        });
+    }
+    if logits.shape.len() != 2 || logits.shape[0] == 0 || logits.shape[1] == 0 {
+        return Err(KernelError::Shape {
+            name: "logits",
+            expected: "[N, V] with N, V ≥ 1".into(),
+            got: logits.shape.clone(),
+        });
+    }
+    let (n, v) = (logits.shape[0], logits.shape[1]);
+    if n > i32::MAX as usize {
+        return Err(KernelError::TooLarge {
+            name: "N",
+            value: n,
+            limit: i32::MAX as usize,
+        });
+    }
+    if v > i32::MAX as usize {
+        return Err(KernelError::TooLarge {
+            name: "V",
+            value: v,
+            limit: i32::MAX as usize,
+        });
+    }
+    want_dtype("targets", targets, DType::I32)?;
+    want_len("targets", targets, n)?;
+    Ok((n, v))
+}
+
+impl Device {
+    /// The first CUDA device when a driver and a device are present (and
+    /// the `cuda` feature is on), the CPU otherwise.
+    pub fn cuda_if_available(ordinal: usize) -> Device {
+        #[cfg(feature = "cuda")]
+        if let Ok(d) = crate::cuda::CudaDevice::new(ordinal) {
+            return Device::Cuda(d);
+        }
+        let _ = ordinal;
+        Device::Cpu
+    }
+
+    /// CUDA device `ordinal`.
+    ///
+    /// # Errors
+    /// [`KernelError::NoCuda`] without a driver or device;
+    /// [`KernelError::CudaDisabled`] in a build without the `cuda` feature.
+    pub fn cuda(ordinal: usize) -> Result<Device> {
+        #[cfg(feature = "cuda")]
+        {
+            crate::cuda::CudaDevice::new(ordinal).map(Device::Cuda)
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = ordinal;
+            Err(KernelError::CudaDisabled)
+        }
+    }
+
+    /// True for the CPU path.
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, Device::Cpu)
+    }
+
+    /// A tensor of this device with a copy of `data` (`shape`'s product
+    /// elements).
+    ///
+    /// # Errors
+    /// [`KernelError::DataLength`]; [`KernelError::Driver`] when the upload fails.
+    pub fn tensor<T: Element>(&self, data: &[T], shape: &[usize]) -> Result<Tensor> {
+        let expected: usize = shape.iter().product();
+        if expected != data.len() {
+            return Err(KernelError::DataLength {
+                shape: shape.to_vec(),
+                expected,
+                got: data.len(),
+            });
+        }
+        match self {
+            Device::Cpu => Ok(Tensor::from_cpu(T::wrap(data.to_vec()), shape.to_vec())),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.upload(data, shape),
+        }
+    }
+
+    /// Waits until every op queued on this device has finished.
+    ///
+    /// # Errors
+    /// [`KernelError::Driver`].
+    pub fn synchronize(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.synchronize(),
+        }
+    }
+
+    pub(crate) fn check_on(&self, name: &'static str, t: &Tensor) -> Result<()> {
+        let ok = match (&t.storage, self) {
+            (Storage::Cpu(_), Device::Cpu) => true,
+            #[cfg(feature = "cuda")]
+            (Storage::Cuda(s), Device::Cuda(d)) => s.ordinal() == d.ordinal(),
+            #[cfg(feature = "cuda")]
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(KernelError::DeviceMismatch {
+                name,
+                expected: self.to_string(),
+                got: t.device().to_string(),
+            })
+        }
+    }
+
+    /// Token log-probabilities from logits `[N, V]` (f32, f16 or bf16) and
+    /// target ids `i32 [N]`: one read of the logits with an online
+    /// log-sum-exp; the entropy in the same pass when `with_entropy`.
+    ///
+    /// # Errors
+    /// [`KernelError::DType`] / [`KernelError::Shape`] for bad arguments,
+    /// [`KernelError::DeviceMismatch`], [`KernelError::TargetOutOfRange`]
+    /// (first such row), driver or compile errors on CUDA.
+    pub fn token_logprobs(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        with_entropy: bool,
+    ) -> Result<TokenLogprobs> {
+        self.check_on("logits", logits)?;
+        self.check_on("targets", targets)?;
+        let (n, v) = logits_shape(logits, targets)?;
+        match self {
+            Device::Cpu => cpu::token_logprobs(logits, targets, n, v, with_entropy),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.token_logprobs(logits, targets, n, v, with_entropy),
+        }
+    }
+
+    fn check_backward(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        lse: &Tensor,
+        grad_lp: &Tensor,
+        entropy_grad: Option<EntropyGrad<'_>>,
+    ) -> Result<(usize, usize)> {
+        self.check_on("logits", logits)?;
+        self.check_on("targets", targets)?;
+        self.check_on("lse", lse)?;
+        self.check_on("grad_logprobs", grad_lp)?;
+        let (n, v) = logits_shape(logits, targets)?;
+        for (name, t) in [("lse", lse), ("grad_logprobs", grad_lp)] {
+            want_dtype(name, t, DType::F32)?;
+            want_len(name, t, n)?;
+        }
+        if let Some(e) = entropy_grad {
+            for (name, t) in [("entropy", e.entropy), ("entropy_grad", e.grad)] {
+                self.check_on(name, t)?;
+                want_dtype(name, t, DType::F32)?;
+                want_len(name, t, n)?;
+            }
+        }
+        Ok((n, v))
+    }
+
+    /// The backward of [`Self::token_logprobs`] to the logits:
+    /// `dlogits[t, v] = g_t·(1[v = y_t] − p_{t,v}) − h_t·p_{t,v}·(log p_{t,v} + H_t)`
+    /// with `g = grad_lp` (`f32 [N]`, ∂J/∂lp) and, when given, `h` = ∂J/∂H.
+    /// One more read of the logits and one write of `[N, V]` in their dtype;
+    /// rows with `g_t = h_t = 0` are written as zeros without a read.
+    ///
+    /// # Errors
+    /// As [`Self::token_logprobs`].
+    pub fn logits_backward(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        lse: &Tensor,
+        grad_lp: &Tensor,
+        entropy_grad: Option<EntropyGrad<'_>>,
+    ) -> Result<Tensor> {
+        let (n, v) = self.check_backward(logits, targets, lse, grad_lp, entropy_grad)?;
+        match self {
+            Device::Cpu => cpu::logits_backward(logits, targets, lse, grad_lp, entropy_grad, n, v),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => {
+                d.logits_backward(logits, None, targets, lse, grad_lp, entropy_grad, n, v)
+            }
+        }
+    }
+
+    /// As [`Self::logits_backward`], overwriting `logits` with the gradient
+    /// (no `[N, V]` allocation).
+    ///
+    /// # Errors
+    /// As [`Self::token_logprobs`].
+    pub fn logits_backward_in_place(
+        &self,
+        logits: &mut Tensor,
+        targets: &Tensor,
+        lse: &Tensor,
+        grad_lp: &Tensor,
+        entropy_grad: Option<EntropyGrad<'_>>,
+    ) -> Result<()> {
+        let (n, v) = self.check_backward(logits, targets, lse, grad_lp, entropy_grad)?;
+        match self {
+            Device::Cpu => {
+                cpu::logits_backward_in_place(logits, targets, lse, grad_lp, entropy_grad, n, v)
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => {
+                d.logits_backward_in_place(logits, targets, lse, grad_lp, entropy_grad, n, v)
+            }
+        }
+    }
+
+    /// The policy objective of `config` (GRPO, GSPO, GSsPO, CWRPO,
+    /// REINFORCE; KL term; every aggregation) over per-token log-probs:
+    /// the loss, g_t = ∂J/∂lp_t and the statistics of
+    /// [`flowrl_objectives::compute`], from the same config type.
+    ///
+    /// # Errors
+    /// [`KernelError::Objective`] with the reference's variants for a bad
+    /// config, lengths, layout or non-finite values; dtype/shape/device
+    /// errors; driver errors on CUDA.
+    pub fn policy_loss(
+        &self,
+        inputs: &LossInputs<'_>,
+        config: &ObjectiveConfig,
+    ) -> Result<PolicyLoss> {
+        config.validate()?;
+        let f32s = [
+            ("logprobs", Some(inputs.logprobs)),
+            ("old_logprobs", Some(inputs.old_logprobs)),
+            ("ref_logprobs", inputs.ref_logprobs),
+            ("entropy", inputs.entropy),
+            ("advantages", Some(inputs.advantages)),
+        ];
+        for (name, t) in f32s {
+            if let Some(t) = t {
+                self.check_on(name, t)?;
+                want_dtype(name, t, DType::F32)?;
+            }
+        }
+        for (name, t, d) in [
+            ("mask", inputs.mask, DType::U8),
+            ("subseq", inputs.subseq, DType::I32),
+            ("traj", inputs.traj, DType::I32),
+        ] {
+            self.check_on(name, t)?;
+            want_dtype(name, t, d)?;
+        }
+        match self {
+            Device::Cpu => cpu::policy_loss(inputs, config),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.policy_loss(inputs, config),
+        }
+    }
+
+    /// Log-probs, policy loss and its gradient to the logits in one call:
+    /// [`Self::token_logprobs`] (with entropy when `config.entropy_coef ≠ 0`),
+    /// [`Self::policy_loss`], then [`Self::logits_backward`] (including the
+    /// entropy bonus's gradient `−entropy_coef/T` per policy token). With
+    /// `in_place` the gradient overwrites `logits` and `dlogits` is `None`.
+    /// `inputs.logprobs` and `inputs.entropy` are ignored (computed here).
+    ///
+    /// # Errors
+    /// As the three ops.
+    pub fn fused_policy_loss(
+        &self,
+        logits: &mut Tensor,
+        targets: &Tensor,
+        inputs: &LossInputs<'_>,
+        config: &ObjectiveConfig,
+        in_place: bool,
+    ) -> Result<FusedLoss> {
+        let with_entropy = config.entropy_coef != 0.0;
+        let fwd = self.token_logprobs(logits, targets, with_entropy)?;
+        let mut li = *inputs;
+        li.logprobs = &fwd.logprobs;
+        li.entropy = fwd.entropy.as_ref();
+        let pl = self.policy_loss(&li, config)?;
+        let hg = match &fwd.entropy {
+            Some(_) => {
+                let t = pl.stats.num_policy_tokens as f64;
+                Some(self.mask_scale(inputs.mask, -config.entropy_coef / t)?)
+            }
+            None => None,
+        };
+        let eg = match (&fwd.entropy, &hg) {
+            (Some(e), Some(h)) => Some(EntropyGrad {
+                entropy: e,
+                grad: h,
+            }),
+            _ => None,
+        };
+        let dlogits = if in_place {
+            self.logits_backward_in_place(logits, targets, &fwd.lse, &pl.grad, eg)?;
+            None
+        } else {
+            Some(self.logits_backward(logits, targets, &fwd.lse, &pl.grad, eg)?)
+        };
+        Ok(FusedLoss {
+            loss: pl.loss,
+            stats: pl.stats,
+            logprobs: fwd.logprobs,
+            entropy: fwd.entropy,
+            grad_logprobs: pl.grad,
+            dlogits,
+        })
+    }
+
+    /// `f32 [N]`: `c` where `mask ≠ 0`, 0 elsewhere.
+    pub(crate) fn mask_scale(&self, mask: &Tensor, c: f64) -> Result<Tensor> {
+        self.check_on("mask", mask)?;
+        want_dtype("mask", mask, DType::U8)?;
+        match self {
+            Device::Cpu => cpu::mask_scale(mask, c),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.mask_scale(mask, c),
+        }
+    }
+
+    /// One AdamW update in place of `param` from `grad` with the moments
+    /// `m`, `v` (all `f32`, same length), bit-identical to flowrl-optim's
+    /// [`flowrl_optim::AdamW`] for the same hyper-parameters and step.
+    ///
+    /// # Errors
+    /// dtype/shape/device errors; [`KernelError::Objective`] never.
+    pub fn adamw_step(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        step: &AdamWStep,
+    ) -> Result<()> {
+        let n = param.len();
+        for (name, t) in [("param", &*param), ("grad", grad), ("m", &*m), ("v", &*v)] {
+            self.check_on(name, t)?;
+            want_dtype(name, t, DType::F32)?;
+            if t.len() != n {
+                return Err(KernelError::Shape {
+                    name,
+                    expected: format!("{n} elements, as `param`"),
+                    got: t.shape.clone(),
+                });
+            }
+        }
+        let s = step.scalars();
+        match self {
+            Device::Cpu => cpu::adamw_step(param, grad, m, v, &s),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.adamw_step(param, grad, m, v, &s),
+        }
+    }
+}
