@@ -18,6 +18,10 @@ use flowrl_tokenizer::{ByteTokenizer, ChatMessage, HfTokenizer, Tokenizer, encod
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Requests that share sampling settings: the settings and each member's
+/// (request index, prompt tokens).
+type Group = (GenerateConfig, Vec<(usize, Vec<u32>)>);
+
 /// Configuration of the local backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +79,8 @@ impl LocalBackend {
         })
     }
 
-    fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, PluginError> {
+    /// The prompt tokens and sampling settings of a request.
+    fn prepare(&self, request: &ChatRequest) -> Result<(Vec<u32>, GenerateConfig), PluginError> {
         let messages: Vec<ChatMessage> = request
             .messages
             .iter()
@@ -94,16 +99,29 @@ impl LocalBackend {
             stop_strings: request.stop.clone(),
             seed: s.seed.unwrap_or(0),
         };
+        Ok((prompt, cfg))
+    }
+
+    /// Generates a continuation of every prompt with one batched generation.
+    fn run(
+        &self,
+        prompts: &[Vec<u32>],
+        cfg: &GenerateConfig,
+    ) -> Result<Vec<flowrl_model::Generation>, PluginError> {
         let tok = self.tokenizer.clone();
         let decode = move |ids: &[u32]| tok.decode(ids).unwrap_or_default();
-        let g = generate(
-            &self.model,
-            std::slice::from_ref(&prompt),
-            &cfg,
-            Some(&decode),
-        )
-        .map_err(|e| PluginError::invalid_input(e.to_string()))?
-        .remove(0);
+        generate(&self.model, prompts, cfg, Some(&decode))
+            .map_err(|e| PluginError::invalid_input(e.to_string()))
+    }
+
+    /// The response to `request` from its generation.
+    fn finish(
+        &self,
+        request: &ChatRequest,
+        cfg: &GenerateConfig,
+        prompt_len: usize,
+        g: &flowrl_model::Generation,
+    ) -> Result<ChatResponse, PluginError> {
         let visible: Vec<u32> = g
             .tokens
             .iter()
@@ -131,11 +149,59 @@ impl LocalBackend {
             text,
             logprobs: request.logprobs.then(|| g.raw_logprobs.clone()),
             usage: Usage {
-                prompt_tokens: prompt.len() as u32,
+                prompt_tokens: prompt_len as u32,
                 completion_tokens: g.tokens.len() as u32,
             },
             finish_reason: finish.to_string(),
         })
+    }
+
+    fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, PluginError> {
+        let (prompt, cfg) = self.prepare(request)?;
+        let g = self.run(std::slice::from_ref(&prompt), &cfg)?;
+        let g = g
+            .first()
+            .ok_or_else(|| PluginError::execution("the model returned no generation"))?;
+        self.finish(request, &cfg, prompt.len(), g)
+    }
+
+    /// Completes requests in batches: requests with identical sampling
+    /// settings share one batched generation (one forward per new token for
+    /// all of them). Within a batch each prompt draws from its own stream
+    /// derived from the seed and its position, so a sampled (temperature >
+    /// 0) answer may differ from the same request sent alone; greedy answers
+    /// are the same.
+    fn complete_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, PluginError>> {
+        let mut out: Vec<Option<Result<ChatResponse, PluginError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            match self.prepare(r) {
+                Ok((prompt, cfg)) => match groups.iter_mut().find(|(c, _)| *c == cfg) {
+                    Some((_, members)) => members.push((i, prompt)),
+                    None => groups.push((cfg, vec![(i, prompt)])),
+                },
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        for (cfg, members) in groups {
+            let prompts: Vec<Vec<u32>> = members.iter().map(|(_, p)| p.clone()).collect();
+            match self.run(&prompts, &cfg) {
+                Ok(gens) => {
+                    for ((i, p), g) in members.iter().zip(&gens) {
+                        out[*i] = Some(self.finish(&requests[*i], &cfg, p.len(), g));
+                    }
+                }
+                Err(e) => {
+                    for (i, _) in &members {
+                        out[*i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(PluginError::execution("no answer was produced"))))
+            .collect()
     }
 }
 
@@ -153,6 +219,10 @@ impl LlmBackendImpl for LocalBackend {
 
     fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, PluginError> {
         self.complete(request)
+    }
+
+    fn chat_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, PluginError>> {
+        self.complete_batch(requests)
     }
 }
 

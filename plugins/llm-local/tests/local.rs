@@ -60,3 +60,39 @@ fn bad_configurations_are_errors_naming_the_file() {
     assert!(LocalPlugin::llm_backend("local", "{").is_err());
     assert!(LocalPlugin::llm_backend("other", "{}").is_err());
 }
+
+#[test]
+fn a_batch_gives_each_request_its_own_greedy_answer() {
+    let (_dir, b) = backend();
+    let greedy = |text: &str, max_tokens: u32| {
+        let mut r = ChatRequest::user(text);
+        r.sampling.temperature = 0.0;
+        r.max_tokens = max_tokens;
+        r.logprobs = true;
+        r
+    };
+    // The first two share their settings (one batched generation of
+    // prompts of different lengths); the third runs on its own.
+    let requests = vec![
+        greedy("hello", 12),
+        greedy("a much longer prompt than the first one", 12),
+        greedy("third", 5),
+    ];
+    let batch = b.chat_batch(&requests);
+    assert_eq!(batch.len(), 3);
+    for (r, got) in requests.iter().zip(&batch) {
+        let alone = b.chat(r).unwrap();
+        let got = got.as_ref().unwrap();
+        assert_eq!(got.text, alone.text, "batched answer differs for {r:?}");
+        assert_eq!(got.usage, alone.usage);
+        for (x, y) in got
+            .logprobs
+            .as_ref()
+            .unwrap()
+            .iter()
+            .zip(alone.logprobs.as_ref().unwrap())
+        {
+            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+    }
+}
