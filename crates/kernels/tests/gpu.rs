@@ -1,0 +1,488 @@
+//! CUDA kernels against the CPU path on fresh random inputs. Each test
+//! prints a message and returns when there is no CUDA driver or device.
+//! Outputs are poisoned (NaN) before every run: in-place outputs directly,
+//! freshly allocated ones by filling and freeing a buffer of the output's
+//! size first, so the stream-ordered allocator hands back NaN memory.
+
+mod common;
+
+use common::{assert_close, batch, f64s, logits, rng};
+use flowrl_kernels::{AdamWStep, DType, Device, EntropyGrad, KernelError, LossInputs, Tensor};
+use flowrl_objectives::{Aggregation, Algorithm, KlEstimator, ObjectiveConfig};
+use flowrl_optim::AdamWConfig;
+use half::{bf16, f16};
+
+fn gpu() -> Option<Device> {
+    match Device::cuda(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("skipping: no CUDA driver or device ({e})");
+            None
+        }
+    }
+}
+
+/// Fills `bytes` of fresh device memory with NaN and frees it.
+fn poison_pool(d: &Device, bytes: usize) {
+    let n = bytes.div_ceil(4).max(1);
+    let mut t = d.tensor(&vec![0.0f32; n], &[n]).unwrap();
+    t.poison().unwrap();
+    d.synchronize().unwrap();
+}
+
+fn logits_tensor(d: &Device, x: &[f32], n: usize, v: usize, dt: DType) -> (Tensor, Tensor) {
+    let c = Device::Cpu;
+    match dt {
+        DType::F32 => (d.tensor(x, &[n, v]).unwrap(), c.tensor(x, &[n, v]).unwrap()),
+        DType::F16 => {
+            let h: Vec<f16> = x.iter().map(|&a| f16::from_f32(a)).collect();
+            (
+                d.tensor(&h, &[n, v]).unwrap(),
+                c.tensor(&h, &[n, v]).unwrap(),
+            )
+        }
+        _ => {
+            let h: Vec<bf16> = x.iter().map(|&a| bf16::from_f32(a)).collect();
+            (
+                d.tensor(&h, &[n, v]).unwrap(),
+                c.tensor(&h, &[n, v]).unwrap(),
+            )
+        }
+    }
+}
+
+fn as_f64(t: &Tensor) -> Vec<f64> {
+    match t.dtype() {
+        DType::F32 => f64s(&t.to_vec::<f32>().unwrap()),
+        DType::F16 => t
+            .to_vec::<f16>()
+            .unwrap()
+            .iter()
+            .map(|a| a.to_f64())
+            .collect(),
+        DType::BF16 => t
+            .to_vec::<bf16>()
+            .unwrap()
+            .iter()
+            .map(|a| a.to_f64())
+            .collect(),
+        other => panic!("{other}"),
+    }
+}
+
+/// Tolerances of a gradient written in `dt`: its rounding, plus f32 math.
+fn grad_tol(dt: DType) -> (f64, f64) {
+    match dt {
+        DType::F32 => (1e-6, 1e-4),
+        DType::F16 => (2e-6, 2e-3),
+        _ => (1e-5, 1.6e-2),
+    }
+}
+
+const SHAPES: &[(usize, usize)] = &[
+    (1, 1),
+    (1, 7),
+    (3, 1000),
+    (5, 4099),
+    (2, 4100),
+    (17, 32_000),
+    (3, 151_936),
+];
+
+#[test]
+fn logprobs_and_entropy_match_cpu() {
+    let Some(d) = gpu() else { return };
+    let mut r = rng(11);
+    for &(n, v) in SHAPES {
+        let (x, y) = logits(&mut r, n, v);
+        for dt in [DType::F32, DType::F16, DType::BF16] {
+            let (xg, xc) = logits_tensor(&d, &x, n, v, dt);
+            let yg = d.tensor(&y, &[n]).unwrap();
+            let yc = Device::Cpu.tensor(&y, &[n]).unwrap();
+            let want = Device::Cpu.token_logprobs(&xc, &yc, true).unwrap();
+            for with_entropy in [true, false] {
+                poison_pool(&d, 3 * 4 * n);
+                let got = d.token_logprobs(&xg, &yg, with_entropy).unwrap();
+                let what = format!("{dt} {n}x{v}");
+                // f32 accumulation over V terms with fast exp.
+                let tol = 2e-6 * (v as f64).sqrt().max(1.0);
+                assert_close(
+                    &format!("lp {what}"),
+                    &as_f64(&got.logprobs),
+                    &as_f64(&want.logprobs),
+                    tol,
+                    1e-5,
+                );
+                assert_close(
+                    &format!("lse {what}"),
+                    &as_f64(&got.lse),
+                    &as_f64(&want.lse),
+                    tol,
+                    1e-5,
+                );
+                match (&got.entropy, with_entropy) {
+                    (Some(h), true) => assert_close(
+                        &format!("H {what}"),
+                        &as_f64(h),
+                        &as_f64(want.entropy.as_ref().unwrap()),
+                        tol * 10.0,
+                        1e-4,
+                    ),
+                    (None, false) => {}
+                    _ => panic!("entropy presence"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn target_out_of_range_is_reported() {
+    let Some(d) = gpu() else { return };
+    let x = d.tensor(&[0.0f32; 6], &[2, 3]).unwrap();
+    let y = d.tensor(&[0i32, 3], &[2]).unwrap();
+    match d.token_logprobs(&x, &y, false) {
+        Err(KernelError::TargetOutOfRange {
+            row: 1,
+            target: 3,
+            vocab: 3,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn logits_backward_matches_cpu_out_of_place_and_in_place() {
+    let Some(d) = gpu() else { return };
+    let c = Device::Cpu;
+    let mut r = rng(12);
+    for &(n, v) in SHAPES {
+        let (x, y) = logits(&mut r, n, v);
+        // Some rows with g = 0 (masked tokens), one with an entropy term.
+        let g: Vec<f32> = (0..n)
+            .map(|i| {
+                if i % 3 == 2 {
+                    0.0
+                } else {
+                    0.5 - i as f32 * 0.1
+                }
+            })
+            .collect();
+        let hg: Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { -0.02 } else { 0.0 })
+            .collect();
+        for dt in [DType::F32, DType::F16, DType::BF16] {
+            let (xg, xc) = logits_tensor(&d, &x, n, v, dt);
+            let yg = d.tensor(&y, &[n]).unwrap();
+            let yc = c.tensor(&y, &[n]).unwrap();
+            let fc = c.token_logprobs(&xc, &yc, true).unwrap();
+            let fg = d.token_logprobs(&xg, &yg, true).unwrap();
+            let (gc, gg) = (c.tensor(&g, &[n]).unwrap(), d.tensor(&g, &[n]).unwrap());
+            let (hc, hgt) = (c.tensor(&hg, &[n]).unwrap(), d.tensor(&hg, &[n]).unwrap());
+            let ec = fc.entropy.as_ref().unwrap();
+            let eg = fg.entropy.as_ref().unwrap();
+            let want = c
+                .logits_backward(
+                    &xc,
+                    &yc,
+                    &fc.lse,
+                    &gc,
+                    Some(EntropyGrad {
+                        entropy: ec,
+                        grad: &hc,
+                    }),
+                )
+                .unwrap();
+            let want = as_f64(&want);
+            let (atol, rtol) = grad_tol(dt);
+            poison_pool(&d, n * v * dt.size());
+            let got = d
+                .logits_backward(
+                    &xg,
+                    &yg,
+                    &fg.lse,
+                    &gg,
+                    Some(EntropyGrad {
+                        entropy: eg,
+                        grad: &hgt,
+                    }),
+                )
+                .unwrap();
+            assert_close(
+                &format!("dlogits {dt} {n}x{v}"),
+                &as_f64(&got),
+                &want,
+                atol,
+                rtol,
+            );
+            let mut xi = xg.clone();
+            d.logits_backward_in_place(
+                &mut xi,
+                &yg,
+                &fg.lse,
+                &gg,
+                Some(EntropyGrad {
+                    entropy: eg,
+                    grad: &hgt,
+                }),
+            )
+            .unwrap();
+            assert_eq!(as_f64(&xi), as_f64(&got), "in place {dt} {n}x{v}");
+        }
+    }
+}
+
+struct Inputs {
+    t: Vec<Tensor>,
+}
+
+fn upload(d: &Device, b: &common::Batch) -> Inputs {
+    let n = b.lp.len();
+    let f = |v: &[f32]| d.tensor(v, &[v.len()]).unwrap();
+    Inputs {
+        t: vec![
+            f(&b.lp),
+            f(&b.old),
+            f(&b.rf),
+            f(&b.ent),
+            d.tensor(&b.mask, &[n]).unwrap(),
+            d.tensor(&b.subseq, &[n]).unwrap(),
+            d.tensor(&b.traj, &[n]).unwrap(),
+            f(&b.adv),
+        ],
+    }
+}
+
+fn inputs(i: &Inputs, with_ref: bool, with_ent: bool) -> LossInputs<'_> {
+    LossInputs {
+        logprobs: &i.t[0],
+        old_logprobs: &i.t[1],
+        ref_logprobs: with_ref.then_some(&i.t[2]),
+        entropy: with_ent.then_some(&i.t[3]),
+        mask: &i.t[4],
+        subseq: &i.t[5],
+        traj: &i.t[6],
+        advantages: &i.t[7],
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 + 1e-9 * b.abs() || (a.is_nan() && b.is_nan())
+}
+
+#[test]
+fn policy_loss_matches_flowrl_objectives_for_every_algorithm_and_aggregation() {
+    let Some(d) = gpu() else { return };
+    let c = Device::Cpu;
+    let mut r = rng(13);
+    let mut cases = 0;
+    for (nb, spread) in [(1usize, 0.3f32), (2, 0.01), (7, 0.5), (40, 0.3), (400, 0.2)] {
+        let b = batch(&mut r, nb, spread);
+        let (ig, ic) = (upload(&d, &b), upload(&c, &b));
+        for alg in Algorithm::ALL {
+            for agg in Aggregation::ALL {
+                for (kl, est, dual, ent, horizon) in [
+                    (0.0, KlEstimator::K3, None, 0.0, None),
+                    (0.01, KlEstimator::K3, Some(3.0), 0.0, None),
+                    (0.1, KlEstimator::K1, None, 0.01, Some(17)),
+                    (0.1, KlEstimator::K2, Some(2.0), 0.0, None),
+                ] {
+                    let mut cfg: ObjectiveConfig = alg.default_config().objective;
+                    cfg.aggregation = *agg;
+                    cfg.kl_coef = kl;
+                    cfg.kl_estimator = est;
+                    cfg.dual_clip = dual;
+                    cfg.entropy_coef = ent;
+                    cfg.loss_agg_horizon = horizon;
+                    let with_ref = kl > 0.0;
+                    let with_ent = ent != 0.0;
+                    let want = c
+                        .policy_loss(&inputs(&ic, with_ref, with_ent), &cfg)
+                        .unwrap();
+                    poison_pool(&d, 4 * b.lp.len());
+                    let got = d
+                        .policy_loss(&inputs(&ig, with_ref, with_ent), &cfg)
+                        .unwrap();
+                    let what = format!("{alg} {agg} kl {kl} {est} dual {dual:?} nb {nb}");
+                    assert!(
+                        close(got.loss, want.loss),
+                        "{what}: loss {} vs {}",
+                        got.loss,
+                        want.loss
+                    );
+                    assert_close(
+                        &format!("grad {what}"),
+                        &as_f64(&got.grad),
+                        &as_f64(&want.grad),
+                        1e-9,
+                        1e-6,
+                    );
+                    let (s, w) = (&got.stats, &want.stats);
+                    for (name, a, bb) in [
+                        ("pg_loss", s.pg_loss, w.pg_loss),
+                        ("kl_loss", s.kl_loss, w.kl_loss),
+                        ("entropy_loss", s.entropy_loss, w.entropy_loss),
+                        ("approx_kl", s.approx_kl, w.approx_kl),
+                        ("ratio_mean", s.ratio_mean, w.ratio_mean),
+                        ("ratio_min", s.ratio_min, w.ratio_min),
+                        ("ratio_max", s.ratio_max, w.ratio_max),
+                        ("clip_frac_token", s.clip_frac_token, w.clip_frac_token),
+                        ("clip_frac_subseq", s.clip_frac_subseq, w.clip_frac_subseq),
+                        (
+                            "dual_clip_frac_token",
+                            s.dual_clip_frac_token,
+                            w.dual_clip_frac_token,
+                        ),
+                    ] {
+                        assert!(close(a, bb), "{what}: {name} {a} vs {bb}");
+                    }
+                    assert_eq!(s.kl.is_some(), w.kl.is_some(), "{what}");
+                    assert_eq!(
+                        (
+                            s.num_tokens,
+                            s.num_policy_tokens,
+                            s.num_subseqs,
+                            s.num_trajectories
+                        ),
+                        (
+                            w.num_tokens,
+                            w.num_policy_tokens,
+                            w.num_subseqs,
+                            w.num_trajectories
+                        ),
+                        "{what}"
+                    );
+                    assert_eq!(
+                        (s.num_clipped_tokens, s.num_clipped_subseqs, s.ratio_unit),
+                        (w.num_clipped_tokens, w.num_clipped_subseqs, w.ratio_unit),
+                        "{what}"
+                    );
+                    cases += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{cases} configurations compared");
+}
+
+#[test]
+fn policy_loss_errors_match_the_reference() {
+    let Some(d) = gpu() else { return };
+    let c = Device::Cpu;
+    let mut r = rng(14);
+    let base = batch(&mut r, 5, 0.2);
+    let first_policy = base.mask.iter().position(|&m| m == 1).unwrap();
+    let first_env = base.mask.iter().position(|&m| m == 0).unwrap();
+    let mut cases: Vec<common::Batch> = Vec::new();
+    let mut b = base.clone();
+    b.subseq[first_env] = 0;
+    cases.push(b);
+    let mut b = base.clone();
+    b.subseq[first_policy] = -1;
+    cases.push(b);
+    let mut b = base.clone();
+    b.lp[first_policy] = f32::NAN;
+    cases.push(b);
+    let mut b = base.clone();
+    b.traj[first_policy] = 99;
+    cases.push(b);
+    let mut b = base.clone();
+    b.adv[1] = f32::INFINITY;
+    cases.push(b);
+    let mut b = base.clone();
+    b.mask.iter_mut().for_each(|m| *m = 0);
+    b.subseq.iter_mut().for_each(|s| *s = -1);
+    cases.push(b);
+    let cfg = ObjectiveConfig::default();
+    for (k, b) in cases.iter().enumerate() {
+        let (ig, ic) = (upload(&d, b), upload(&c, b));
+        let want = c.policy_loss(&inputs(&ic, true, false), &cfg).unwrap_err();
+        let got = d.policy_loss(&inputs(&ig, true, false), &cfg).unwrap_err();
+        assert_eq!(format!("{got}"), format!("{want}"), "case {k}");
+    }
+}
+
+#[test]
+fn fused_policy_loss_matches_cpu() {
+    let Some(d) = gpu() else { return };
+    let c = Device::Cpu;
+    let mut r = rng(15);
+    let b = batch(&mut r, 6, 0.3);
+    let n = b.lp.len();
+    for &v in &[1000usize, 32_000] {
+        let (x, y) = logits(&mut r, n, v);
+        for dt in [DType::F32, DType::F16, DType::BF16] {
+            let (mut xg, mut xc) = logits_tensor(&d, &x, n, v, dt);
+            let (ig, ic) = (upload(&d, &b), upload(&c, &b));
+            let yg = d.tensor(&y, &[n]).unwrap();
+            let yc = c.tensor(&y, &[n]).unwrap();
+            let mut cfg = Algorithm::Gsspo.default_config().objective;
+            cfg.entropy_coef = 0.01;
+            let want = c
+                .fused_policy_loss(&mut xc, &yc, &inputs(&ic, true, false), &cfg, true)
+                .unwrap();
+            let got = d
+                .fused_policy_loss(&mut xg, &yg, &inputs(&ig, true, false), &cfg, true)
+                .unwrap();
+            assert!(
+                (got.loss - want.loss).abs() <= 1e-5 + 1e-4 * want.loss.abs(),
+                "{dt} {v}: {} vs {}",
+                got.loss,
+                want.loss
+            );
+            let (atol, rtol) = grad_tol(dt);
+            assert_close(
+                &format!("fused dlogits {dt} {v}"),
+                &as_f64(&xg),
+                &as_f64(&xc),
+                atol * 10.0,
+                rtol * 2.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn adamw_is_bit_identical_to_cpu() {
+    let Some(d) = gpu() else { return };
+    let c = Device::Cpu;
+    let mut r = rng(16);
+    for &n in &[1usize, 1023, 1 << 20] {
+        let cfg = AdamWConfig {
+            lr: 1e-3,
+            weight_decay: 0.01,
+            ..AdamWConfig::default()
+        };
+        let w0: Vec<f32> = (0..n)
+            .map(|_| rand::Rng::random_range(&mut r, -1.0..1.0))
+            .collect();
+        let z = vec![0.0f32; n];
+        let (mut pg, mut mg, mut vg) = (
+            d.tensor(&w0, &[n]).unwrap(),
+            d.tensor(&z, &[n]).unwrap(),
+            d.tensor(&z, &[n]).unwrap(),
+        );
+        let (mut pc, mut mc, mut vc) = (
+            c.tensor(&w0, &[n]).unwrap(),
+            c.tensor(&z, &[n]).unwrap(),
+            c.tensor(&z, &[n]).unwrap(),
+        );
+        for step in 1..=3u64 {
+            let g: Vec<f32> = (0..n)
+                .map(|_| rand::Rng::random_range(&mut r, -1.0..1.0))
+                .collect();
+            let s = AdamWStep::from_config(&cfg, 1e-3, step);
+            d.adamw_step(&mut pg, &d.tensor(&g, &[n]).unwrap(), &mut mg, &mut vg, &s)
+                .unwrap();
+            c.adamw_step(&mut pc, &c.tensor(&g, &[n]).unwrap(), &mut mc, &mut vc, &s)
+                .unwrap();
+            assert_eq!(
+                pg.to_vec::<f32>().unwrap(),
+                pc.to_vec::<f32>().unwrap(),
+                "n {n} step {step}"
+            );
+            assert_eq!(mg.to_vec::<f32>().unwrap(), mc.to_vec::<f32>().unwrap());
+            assert_eq!(vg.to_vec::<f32>().unwrap(), vc.to_vec::<f32>().unwrap());
+        }
+    }
+}
