@@ -913,7 +913,7 @@ impl CudaDevice {
             .into());
         }
         if ch[9] != u64::MAX {
-            return Err(self.decode_error(ch[9], &inp, &sub_traj1)?);
+            return Err(self.decode_error(ch[9], inp, &sub_traj1)?);
         }
         let t_tokens = ch[0] as usize;
         if t_tokens == 0 {
@@ -1096,7 +1096,7 @@ impl CudaDevice {
     /// driver errors.
     pub fn copy_kernel(&self, src: &CudaSlice<u8>, dst: &mut CudaSlice<u8>) -> Result<()> {
         let bytes = src.len().min(dst.len());
-        if bytes % 16 != 0 {
+        if !bytes.is_multiple_of(16) {
             return Err(KernelError::Shape {
                 name: "copy",
                 expected: "a multiple of 16 bytes".into(),
@@ -1128,5 +1128,36 @@ impl CudaDevice {
     /// The underlying cudarc context.
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
+    }
+}
+
+impl Tensor {
+    /// A tensor over an existing cudarc buffer (no copy). `shape`'s product
+    /// must equal the buffer's length.
+    ///
+    /// # Errors
+    /// [`KernelError::DataLength`] when the shape does not match.
+    pub fn from_cuda_slice<T: Element>(slice: CudaSlice<T>, shape: &[usize]) -> Result<Tensor> {
+        let expected: usize = shape.iter().product();
+        if expected != slice.len() {
+            return Err(KernelError::DataLength {
+                shape: shape.to_vec(),
+                expected,
+                got: slice.len(),
+            });
+        }
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            dtype: T::DTYPE,
+            storage: Storage::Cuda(T::wrap_cuda(slice)),
+        })
+    }
+
+    /// The cudarc buffer, when the tensor is on a CUDA device and of type `T`.
+    pub fn cuda_slice<T: Element>(&self) -> Option<&CudaSlice<T>> {
+        match &self.storage {
+            Storage::Cuda(s) => T::unwrap_cuda(s),
+            Storage::Cpu(_) => None,
+        }
     }
 }

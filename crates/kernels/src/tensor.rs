@@ -38,6 +38,7 @@ impl DType {
     }
 
     /// The code of a logits type in the kernels (`DT_F32`, `DT_F16`, `DT_BF16`).
+    #[cfg(feature = "cuda")]
     pub(crate) fn kernel_code(self) -> i32 {
         match self {
             DType::F16 => 1,

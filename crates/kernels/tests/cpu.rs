@@ -293,8 +293,10 @@ fn objective_errors_keep_the_reference_variants() {
         traj: &traj,
         advantages: &adv,
     };
-    let mut c = ObjectiveConfig::default();
-    c.kl_coef = 0.0;
+    let c = ObjectiveConfig {
+        kl_coef: 0.0,
+        ..ObjectiveConfig::default()
+    };
     match d.policy_loss(&inputs, &c) {
         Err(KernelError::Objective(flowrl_objectives::ObjectiveError::SubseqOnMaskedToken {
             index: 1,

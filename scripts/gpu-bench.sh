@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the flowrl-kernels test and benchmark executables here (release)
+# and copies them into .gpu-bin/ (git-ignored), for a GPU machine that has
+# the NVIDIA driver and CUDA but no Rust toolchain.
+#
+# Then, on the GPU machine, from the repository root (with .gpu-bin carried):
+#   .gpu-bin/run-gpu.sh            # tests, bench table, PyTorch baselines → $OUT (or ./gpu-out)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .gpu-bin
+json=$(mktemp)
+cargo test -p flowrl-kernels --release --no-run --message-format=json > "$json"
+cargo build -p flowrl-kernels --release --bin flowrl-kernels-bench --benches --message-format=json >> "$json"
+python3 - "$json" <<'PY'
+import json, shutil, sys, os
+seen = set()
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") != "compiler-artifact" or not m.get("executable"):
+        continue
+    if m["target"]["name"] not in ("gpu", "nvrtc", "cpu", "kernels", "flowrl-kernels-bench", "flowrl_kernels"):
+        continue
+    kind = m["target"]["kind"][0]
+    name = m["target"]["name"] if kind != "lib" else "flowrl_kernels-unit"
+    dest = os.path.join(".gpu-bin", f"kernels-{kind}-{name}")
+    if dest in seen:
+        continue
+    seen.add(dest)
+    shutil.copy2(m["executable"], dest)
+    print(dest)
+PY
+rm -f "$json"
+cp scripts/bench_kernels_torch.py .gpu-bin/
+cat > .gpu-bin/run-gpu.sh <<'SH'
+#!/usr/bin/env bash
+# Runs on the GPU machine from the repository root.
+set -uo pipefail
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+nvidia-smi > "$out/nvidia-smi.txt" 2>&1
+for t in .gpu-bin/kernels-test-gpu .gpu-bin/kernels-test-nvrtc .gpu-bin/kernels-test-cpu; do
+  "$t" --nocapture > "$out/$(basename "$t").log" 2>&1; echo "$(basename "$t"): exit $?"
+  tail -3 "$out/$(basename "$t").log"
+done
+.gpu-bin/kernels-bin-flowrl-kernels-bench --reps 30 > "$out/bench.md" 2>&1; echo "bench: exit $?"
+python3 .gpu-bin/bench_kernels_torch.py > "$out/torch.md" 2>&1; echo "torch: exit $?"
+cat "$out/bench.md" "$out/torch.md"
+SH
+chmod +x .gpu-bin/run-gpu.sh
+ls -la .gpu-bin
