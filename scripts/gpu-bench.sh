@@ -38,9 +38,9 @@ cat > .gpu-bin/run-gpu.sh <<'SH'
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
 mkdir -p "$out"
-cd "$(dirname "$0")/.."
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 for t in .gpu-bin/kernels-test-gpu .gpu-bin/kernels-test-nvrtc .gpu-bin/kernels-test-cpu; do
   "$t" --nocapture > "$out/$(basename "$t").log" 2>&1; echo "$(basename "$t"): exit $?"
