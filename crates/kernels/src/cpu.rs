@@ -310,3 +310,144 @@ pub(crate) fn adamw_step(
     *host_mut(v) = vv;
     Ok(())
 }
+
+fn to_f64s(t: &Tensor) -> Vec<f64> {
+    match host(t) {
+        CpuStorage::F32(x) => x.iter().map(|&a| f64::from(a)).collect(),
+        CpuStorage::F16(x) => x.iter().map(|a| a.to_f64()).collect(),
+        CpuStorage::BF16(x) => x.iter().map(|a| a.to_f64()).collect(),
+        CpuStorage::I32(x) => x.iter().map(|&a| f64::from(a)).collect(),
+        CpuStorage::U8(x) => x.iter().map(|&a| f64::from(a)).collect(),
+    }
+}
+
+fn from_f64s(v: &[f64], dtype: crate::tensor::DType, shape: Vec<usize>) -> Tensor {
+    use crate::tensor::DType;
+    let s = match dtype {
+        DType::F16 => CpuStorage::F16(v.iter().map(|&a| f16::from_f64(a)).collect()),
+        DType::BF16 => CpuStorage::BF16(v.iter().map(|&a| bf16::from_f64(a)).collect()),
+        _ => CpuStorage::F32(v.iter().map(|&a| a as f32).collect()),
+    };
+    Tensor::from_cpu(s, shape)
+}
+
+/// Rows `r0..r1` of a row-major tensor, copied.
+pub(crate) fn slice_rows(t: &Tensor, r0: usize, r1: usize) -> Tensor {
+    let row: usize = t.shape[1..].iter().product();
+    let (a, b) = (r0 * row, r1 * row);
+    let mut shape = t.shape.clone();
+    shape[0] = r1 - r0;
+    let s = match host(t) {
+        CpuStorage::F32(x) => CpuStorage::F32(x[a..b].to_vec()),
+        CpuStorage::F16(x) => CpuStorage::F16(x[a..b].to_vec()),
+        CpuStorage::BF16(x) => CpuStorage::BF16(x[a..b].to_vec()),
+        CpuStorage::I32(x) => CpuStorage::I32(x[a..b].to_vec()),
+        CpuStorage::U8(x) => CpuStorage::U8(x[a..b].to_vec()),
+    };
+    Tensor::from_cpu(s, shape)
+}
+
+/// `parts` stacked along the first dimension (same dtype and row shape).
+pub(crate) fn concat_rows(parts: &[Tensor]) -> Tensor {
+    let mut shape = parts
+        .first()
+        .map(|p| p.shape.clone())
+        .unwrap_or_else(|| vec![0]);
+    shape[0] = parts.iter().map(|p| p.shape[0]).sum();
+    fn cat<T: Element>(parts: &[Tensor]) -> CpuStorage {
+        let mut v = Vec::new();
+        for p in parts {
+            v.extend_from_slice(slice::<T>(p));
+        }
+        T::wrap(v)
+    }
+    let s = match parts.first().map(host) {
+        Some(CpuStorage::F16(_)) => cat::<f16>(parts),
+        Some(CpuStorage::BF16(_)) => cat::<bf16>(parts),
+        Some(CpuStorage::I32(_)) => cat::<i32>(parts),
+        Some(CpuStorage::U8(_)) => cat::<u8>(parts),
+        _ => cat::<f32>(parts),
+    };
+    Tensor::from_cpu(s, shape)
+}
+
+/// `c [m, n] = beta·c + a [m, k] · b` with `b` given as `[n, k]` when
+/// `b_transposed`, else `[k, n]`; all row-major f64.
+#[allow(clippy::too_many_arguments)]
+fn dgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f64],
+    b: &[f64],
+    b_transposed: bool,
+    beta: f64,
+    c: &mut [f64],
+) {
+    let (rsb, csb) = if b_transposed {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    // SAFETY: the slices hold m·k, k·n and m·n elements with these strides.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// `hidden [C, d] · weightᵀ` in f64, rounded to the hidden dtype.
+pub(crate) fn linear_logits(h: &Tensor, w: &Tensor) -> Tensor {
+    let (c, d, v) = (h.shape[0], h.shape[1], w.shape[0]);
+    let (hf, wf) = (to_f64s(h), to_f64s(w));
+    let mut out = vec![0.0; c * v];
+    dgemm(c, d, v, &hf, &wf, true, 0.0, &mut out);
+    from_f64s(&out, h.dtype, vec![c, v])
+}
+
+/// `dhidden = dlogits · weight` (hidden dtype); `dweight (f32) (+)= dlogitsᵀ · hidden`.
+pub(crate) fn linear_backward(
+    dl: &Tensor,
+    h: &Tensor,
+    w: &Tensor,
+    dw: &mut Tensor,
+    accumulate: bool,
+) -> Tensor {
+    let (c, d, v) = (h.shape[0], h.shape[1], w.shape[0]);
+    let (dlf, hf, wf) = (to_f64s(dl), to_f64s(h), to_f64s(w));
+    let mut dh = vec![0.0; c * d];
+    dgemm(c, v, d, &dlf, &wf, false, 0.0, &mut dh);
+    // dlᵀ [V, C] as a row-major copy.
+    let mut dlt = vec![0.0; v * c];
+    for i in 0..c {
+        for j in 0..v {
+            dlt[j * c + i] = dlf[i * v + j];
+        }
+    }
+    let mut dwf = if accumulate {
+        to_f64s(dw)
+    } else {
+        vec![0.0; v * d]
+    };
+    dgemm(v, c, d, &dlt, &hf, false, 1.0, &mut dwf);
+    if let Some(o) = f32::unwrap_mut(host_mut(dw)) {
+        for (o, &a) in o.iter_mut().zip(&dwf) {
+            *o = a as f32;
+        }
+    }
+    from_f64s(&dh, h.dtype, vec![c, d])
+}

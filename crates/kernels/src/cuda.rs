@@ -177,6 +177,7 @@ pub struct CudaDevice {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     kernels: Arc<OnceLock<Arc<Kernels>>>,
+    blas: Arc<OnceLock<Arc<cudarc::cublas::CudaBlas>>>,
     allocated: Arc<AtomicUsize>,
 }
 
@@ -214,6 +215,7 @@ impl CudaStorage {
             ctx: stream.context().clone(),
             stream,
             kernels: Arc::new(OnceLock::new()),
+            blas: Arc::new(OnceLock::new()),
             allocated: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -312,6 +314,7 @@ impl CudaDevice {
             ctx,
             stream,
             kernels: Arc::new(OnceLock::new()),
+            blas: Arc::new(OnceLock::new()),
             allocated: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -1159,5 +1162,219 @@ impl Tensor {
             Storage::Cuda(s) => T::unwrap_cuda(s),
             Storage::Cpu(_) => None,
         }
+    }
+}
+
+fn blas_err(context: &'static str) -> impl Fn(cudarc::cublas::result::CublasError) -> KernelError {
+    move |e| KernelError::Driver {
+        context,
+        message: format!("cuBLAS: {e:?}"),
+    }
+}
+
+fn cuda_type(d: DType) -> cudarc::cublas::sys::cudaDataType {
+    use cudarc::cublas::sys::cudaDataType_t as T;
+    match d {
+        DType::F16 => T::CUDA_R_16F,
+        DType::BF16 => T::CUDA_R_16BF,
+        _ => T::CUDA_R_32F,
+    }
+}
+
+impl CudaDevice {
+    fn blas(&self) -> Result<&Arc<cudarc::cublas::CudaBlas>> {
+        if let Some(b) = self.blas.get() {
+            return Ok(b);
+        }
+        // SAFETY: only tries to dlopen the library by its usual names.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(KernelError::NoCuda("libcublas could not be loaded".into()));
+        }
+        let b = cudarc::cublas::CudaBlas::new(self.stream.clone()).map_err(blas_err("create"))?;
+        Ok(self.blas.get_or_init(|| Arc::new(b)))
+    }
+
+    /// Rows `r0..r1` of a row-major tensor, copied into a new tensor.
+    pub(crate) fn slice_rows(&self, t: &Tensor, r0: usize, r1: usize) -> Result<Tensor> {
+        let row: usize = t.shape[1..].iter().product();
+        let mut shape = t.shape.clone();
+        shape[0] = r1 - r0;
+        let s = cuda_of(t)?;
+        let (a, b) = (r0 * row, r1 * row);
+        self.allocated
+            .fetch_add((b - a).max(1) * t.dtype.size(), Ordering::Relaxed);
+        let out = each!(s, x => Element::wrap_cuda(
+            self.stream.clone_dtod(&x.slice(a..b.max(a + 1).min(x.len()))).map_err(drv("copy"))?
+        ));
+        Ok(Tensor {
+            shape,
+            dtype: t.dtype,
+            storage: Storage::Cuda(out),
+        })
+    }
+
+    /// The tensors of `parts` (same dtype, same trailing shape) stacked
+    /// along the first dimension.
+    pub(crate) fn concat_rows(&self, parts: &[Tensor]) -> Result<Tensor> {
+        let first = parts.first().ok_or(KernelError::Shape {
+            name: "concat",
+            expected: "at least one part".into(),
+            got: vec![],
+        })?;
+        let rows: usize = parts.iter().map(|p| p.shape[0]).sum();
+        let mut shape = first.shape.clone();
+        shape[0] = rows;
+        let total: usize = shape.iter().product();
+        fn cat<T: Element + DeviceRepr>(
+            d: &CudaDevice,
+            parts: &[Tensor],
+            total: usize,
+        ) -> Result<CudaStorage> {
+            let mut out = d.alloc::<T>(total)?;
+            let mut off = 0;
+            for p in parts {
+                let n = p.len();
+                let src = typed::<T>(p)?;
+                let mut dst = out.slice_mut(off..off + n);
+                d.stream
+                    .memcpy_dtod(&src.slice(0..n), &mut dst)
+                    .map_err(drv("copy"))?;
+                off += n;
+            }
+            Ok(T::wrap_cuda(out))
+        }
+        let storage = match first.dtype {
+            DType::F32 => cat::<f32>(self, parts, total)?,
+            DType::F16 => cat::<f16>(self, parts, total)?,
+            DType::BF16 => cat::<bf16>(self, parts, total)?,
+            DType::I32 => cat::<i32>(self, parts, total)?,
+            DType::U8 => cat::<u8>(self, parts, total)?,
+        };
+        Ok(Tensor {
+            shape,
+            dtype: first.dtype,
+            storage: Storage::Cuda(storage),
+        })
+    }
+
+    /// An f32 tensor of zeros.
+    pub(crate) fn zeros_f32(&self, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+            storage: Storage::Cuda(CudaStorage::F32(self.zeros::<f32>(n)?)),
+        })
+    }
+
+    /// An uninitialised tensor of `dtype` (every element is written by the
+    /// caller's next GEMM).
+    fn empty(&self, dtype: DType, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let storage = match dtype {
+            DType::F32 => CudaStorage::F32(self.alloc::<f32>(n)?),
+            DType::F16 => CudaStorage::F16(self.alloc::<f16>(n)?),
+            DType::BF16 => CudaStorage::BF16(self.alloc::<bf16>(n)?),
+            DType::I32 => CudaStorage::I32(self.alloc::<i32>(n)?),
+            DType::U8 => CudaStorage::U8(self.alloc::<u8>(n)?),
+        };
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            dtype,
+            storage: Storage::Cuda(storage),
+        })
+    }
+
+    /// One cublasGemmEx in column-major terms, f32 compute.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        ta: bool,
+        tb: bool,
+        (m, n, k): (usize, usize, usize),
+        a: &Tensor,
+        lda: usize,
+        b: &Tensor,
+        ldb: usize,
+        beta: f32,
+        c: &mut Tensor,
+        ldc: usize,
+    ) -> Result<()> {
+        use cudarc::cublas::sys::cublasOperation_t as Op;
+        use cudarc::driver::{DevicePtr, DevicePtrMut};
+        let blas = self.blas()?.clone();
+        let big = |v: usize| {
+            i32::try_from(v).map_err(|_| KernelError::TooLarge {
+                name: "GEMM dimension",
+                value: v,
+                limit: i32::MAX as usize,
+            })
+        };
+        let (mi, ni, ki) = (big(m)?, big(n)?, big(k)?);
+        let (la, lb, lc) = (big(lda)?, big(ldb)?, big(ldc)?);
+        let (at, bt, ct) = (cuda_type(a.dtype), cuda_type(b.dtype), cuda_type(c.dtype));
+        let stream = &self.stream;
+        let (pa, _ga) = each!(cuda_of(a)?, x => { let (p, g) = x.device_ptr(stream); (p, g) });
+        let (pb, _gb) = each!(cuda_of(b)?, x => { let (p, g) = x.device_ptr(stream); (p, g) });
+        let cs = cuda_of_mut(c)?;
+        let (pc, _gc) = each!(cs, x => { let (p, g) = x.device_ptr_mut(stream); (p, g) });
+        let alpha = 1.0f32;
+        let op = |t: bool| if t { Op::CUBLAS_OP_T } else { Op::CUBLAS_OP_N };
+        // SAFETY: the pointers are live device buffers of the sizes implied
+        // by (m, n, k) and the leading dimensions, checked by the callers.
+        unsafe {
+            cudarc::cublas::result::gemm_ex(
+                *blas.handle(),
+                op(ta),
+                op(tb),
+                mi,
+                ni,
+                ki,
+                (&alpha) as *const f32 as *const _,
+                pa as *const _,
+                at,
+                la,
+                pb as *const _,
+                bt,
+                lb,
+                (&beta) as *const f32 as *const _,
+                pc as *mut _,
+                ct,
+                lc,
+                cudarc::cublas::sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                cudarc::cublas::sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(blas_err("gemm"))
+    }
+
+    /// `logits [C, V] = hidden [C, d] · weightᵀ` (weight `[V, d]`), in the
+    /// hidden dtype with f32 accumulation.
+    pub(crate) fn linear_logits(&self, h: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let (c, d, v) = (h.shape[0], h.shape[1], w.shape[0]);
+        let mut out = self.empty(h.dtype, &[c, v])?;
+        // Column-major: Lᵀ [V, C] = W [V, d] · Hᵀ [d, C].
+        self.gemm(true, false, (v, c, d), w, d, h, d, 0.0, &mut out, v)?;
+        Ok(out)
+    }
+
+    /// `dhidden [C, d] = dlogits [C, V] · weight`, and
+    /// `dweight [V, d] (f32) (+)= dlogitsᵀ · hidden` (`accumulate` adds).
+    pub(crate) fn linear_backward(
+        &self,
+        dl: &Tensor,
+        h: &Tensor,
+        w: &Tensor,
+        dw: &mut Tensor,
+        accumulate: bool,
+    ) -> Result<Tensor> {
+        let (c, d, v) = (h.shape[0], h.shape[1], w.shape[0]);
+        let mut dh = self.empty(h.dtype, &[c, d])?;
+        // dHᵀ [d, C] = Wᵀ [d, V] · dLᵀ [V, C].
+        self.gemm(false, false, (d, c, v), w, d, dl, v, 0.0, &mut dh, d)?;
+        // dWᵀ [d, V] = Hᵀ [d, C] · dL [C, V].
+        let beta = if accumulate { 1.0 } else { 0.0 };
+        self.gemm(false, true, (d, v, c), h, d, dl, v, beta, dw, d)?;
+        Ok(dh)
     }
 }

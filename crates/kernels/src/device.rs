@@ -110,6 +110,25 @@ pub struct FusedLoss {
     pub dlogits: Option<Tensor>,
 }
 
+/// Output of [`Device::fused_linear_policy_loss`].
+#[derive(Debug, Clone)]
+pub struct FusedLinearLoss {
+    /// The objective J.
+    pub loss: f64,
+    /// Diagnostics.
+    pub stats: LossStats,
+    /// `f32 [N]` log-probs of the targets.
+    pub logprobs: Tensor,
+    /// `f32 [N]` entropies, when the config has an entropy bonus.
+    pub entropy: Option<Tensor>,
+    /// `f32 [N]` g_t = ∂J/∂lp_t.
+    pub grad_logprobs: Tensor,
+    /// `[N, d]` ∂J/∂hidden, in the hidden dtype.
+    pub dhidden: Tensor,
+    /// `f32 [V, d]` ∂J/∂weight, accumulated over the token chunks in f32.
+    pub dweight: Tensor,
+}
+
 /// One AdamW update's hyper-parameters (flowrl-optim's arithmetic).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamWStep {
@@ -519,6 +538,227 @@ impl Device {
             grad_logprobs: pl.grad,
             dlogits,
         })
+    }
+
+    /// The policy loss of the logits `hidden [N, d] · weightᵀ` (weight
+    /// `[V, d]`, the LM head; same float dtype as `hidden`) and its gradients
+    /// to `hidden` and `weight`, without holding all `N × V` logits: tokens go
+    /// through in chunks of `chunk_rows` rows (0 picks about 256 MiB of
+    /// logits per chunk). Pass 1 computes each chunk's logits with one GEMM
+    /// and its log-probs (and entropies); the loss and g_t need every
+    /// token's log-prob (a sub-sequence ratio spans chunks), so pass 2
+    /// recomputes each chunk's logits, turns them into dlogits in place and
+    /// runs two GEMMs: `dhidden = dlogits · weight` and
+    /// `dweight += dlogitsᵀ · hidden`. Four GEMMs in all (the forward one
+    /// twice). On CUDA the GEMMs are cuBLAS (f32 accumulation); on the CPU,
+    /// f64. `inputs.logprobs` and `inputs.entropy` are ignored.
+    ///
+    /// # Errors
+    /// dtype/shape/device errors; those of the three fused ops; cuBLAS errors.
+    pub fn fused_linear_policy_loss(
+        &self,
+        hidden: &Tensor,
+        weight: &Tensor,
+        targets: &Tensor,
+        inputs: &LossInputs<'_>,
+        config: &ObjectiveConfig,
+        chunk_rows: usize,
+    ) -> Result<FusedLinearLoss> {
+        self.check_on("hidden", hidden)?;
+        self.check_on("weight", weight)?;
+        if !hidden.dtype.is_float() || weight.dtype != hidden.dtype {
+            return Err(KernelError::DType {
+                name: "weight",
+                expected: "the float dtype of `hidden`",
+                got: weight.dtype,
+            });
+        }
+        if hidden.shape.len() != 2 || weight.shape.len() != 2 || hidden.shape[1] != weight.shape[1]
+        {
+            return Err(KernelError::Shape {
+                name: "weight",
+                expected: format!("[V, d] with d = hidden's {:?}", hidden.shape.get(1)),
+                got: weight.shape.clone(),
+            });
+        }
+        let (n, d, v) = (hidden.shape[0], hidden.shape[1], weight.shape[0]);
+        if n == 0 || d == 0 || v == 0 {
+            return Err(KernelError::Shape {
+                name: "hidden",
+                expected: "N, d, V ≥ 1".into(),
+                got: hidden.shape.clone(),
+            });
+        }
+        want_dtype("targets", targets, DType::I32)?;
+        want_len("targets", targets, n)?;
+        let chunk = if chunk_rows == 0 {
+            ((256usize << 20) / (v * hidden.dtype.size())).clamp(1, n)
+        } else {
+            chunk_rows.min(n)
+        };
+        let with_entropy = config.entropy_coef != 0.0;
+        let ranges: Vec<(usize, usize)> = (0..n)
+            .step_by(chunk)
+            .map(|a| (a, (a + chunk).min(n)))
+            .collect();
+        let (mut lps, mut lses, mut ents) = (Vec::new(), Vec::new(), Vec::new());
+        for &(a, b) in &ranges {
+            let hc = self.slice_rows(hidden, a, b)?;
+            let yc = self.slice_rows(targets, a, b)?;
+            let logits = self.linear_logits(&hc, weight)?;
+            let f = self.token_logprobs(&logits, &yc, with_entropy)?;
+            lps.push(f.logprobs);
+            lses.push(f.lse);
+            if let Some(e) = f.entropy {
+                ents.push(e);
+            }
+        }
+        let lp = self.concat_rows(&lps)?;
+        let lse = self.concat_rows(&lses)?;
+        let ent = if with_entropy {
+            Some(self.concat_rows(&ents)?)
+        } else {
+            None
+        };
+        drop((lps, lses, ents));
+        let mut li = *inputs;
+        li.logprobs = &lp;
+        li.entropy = ent.as_ref();
+        let pl = self.policy_loss(&li, config)?;
+        let hg = match &ent {
+            Some(_) => Some(self.mask_scale(
+                inputs.mask,
+                -config.entropy_coef / pl.stats.num_policy_tokens as f64,
+            )?),
+            None => None,
+        };
+        let mut dweight = self.zeros_f32(&[v, d])?;
+        let mut dhs = Vec::with_capacity(ranges.len());
+        for (i, &(a, b)) in ranges.iter().enumerate() {
+            let hc = self.slice_rows(hidden, a, b)?;
+            let yc = self.slice_rows(targets, a, b)?;
+            let lc = self.slice_rows(&lse, a, b)?;
+            let gc = self.slice_rows(&pl.grad, a, b)?;
+            let ec = match (&ent, &hg) {
+                (Some(e), Some(h)) => Some((self.slice_rows(e, a, b)?, self.slice_rows(h, a, b)?)),
+                _ => None,
+            };
+            let eg = ec.as_ref().map(|(e, h)| EntropyGrad {
+                entropy: e,
+                grad: h,
+            });
+            let mut logits = self.linear_logits(&hc, weight)?;
+            self.logits_backward_in_place(&mut logits, &yc, &lc, &gc, eg)?;
+            dhs.push(self.linear_backward(&logits, &hc, weight, &mut dweight, i > 0)?);
+        }
+        let dhidden = self.concat_rows(&dhs)?;
+        Ok(FusedLinearLoss {
+            loss: pl.loss,
+            stats: pl.stats,
+            logprobs: lp,
+            entropy: ent,
+            grad_logprobs: pl.grad,
+            dhidden,
+            dweight,
+        })
+    }
+
+    /// Rows `r0..r1` of a row-major tensor of this device, copied.
+    pub(crate) fn slice_rows(&self, t: &Tensor, r0: usize, r1: usize) -> Result<Tensor> {
+        match self {
+            Device::Cpu => Ok(cpu::slice_rows(t, r0, r1)),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.slice_rows(t, r0, r1),
+        }
+    }
+
+    pub(crate) fn concat_rows(&self, parts: &[Tensor]) -> Result<Tensor> {
+        match self {
+            Device::Cpu => Ok(cpu::concat_rows(parts)),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.concat_rows(parts),
+        }
+    }
+
+    fn zeros_f32(&self, shape: &[usize]) -> Result<Tensor> {
+        match self {
+            Device::Cpu => Ok(Tensor::from_cpu(
+                crate::tensor::CpuStorage::F32(vec![0.0; shape.iter().product()]),
+                shape.to_vec(),
+            )),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.zeros_f32(shape),
+        }
+    }
+
+    /// `logits [C, V] = hidden [C, d] · weightᵀ` in the hidden dtype.
+    ///
+    /// # Errors
+    /// dtype/shape/device errors; cuBLAS errors.
+    pub fn linear_logits(&self, hidden: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        self.check_on("hidden", hidden)?;
+        self.check_on("weight", weight)?;
+        if hidden.shape.len() != 2 || weight.shape.len() != 2 || hidden.shape[1] != weight.shape[1]
+        {
+            return Err(KernelError::Shape {
+                name: "weight",
+                expected: "[V, d] with hidden [C, d]".into(),
+                got: weight.shape.clone(),
+            });
+        }
+        match self {
+            Device::Cpu => Ok(cpu::linear_logits(hidden, weight)),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.linear_logits(hidden, weight),
+        }
+    }
+
+    /// `dhidden [C, d] = dlogits · weight` (hidden dtype) and
+    /// `dweight (f32 [V, d]) = dlogitsᵀ · hidden`, added to its contents when
+    /// `accumulate`.
+    ///
+    /// # Errors
+    /// dtype/shape/device errors; cuBLAS errors.
+    pub fn linear_backward(
+        &self,
+        dlogits: &Tensor,
+        hidden: &Tensor,
+        weight: &Tensor,
+        dweight: &mut Tensor,
+        accumulate: bool,
+    ) -> Result<Tensor> {
+        for (name, t) in [
+            ("dlogits", dlogits),
+            ("hidden", hidden),
+            ("weight", weight),
+            ("dweight", &*dweight),
+        ] {
+            self.check_on(name, t)?;
+        }
+        want_dtype("dweight", dweight, DType::F32)?;
+        let ok = hidden.shape.len() == 2
+            && weight.shape.len() == 2
+            && hidden.shape[1] == weight.shape[1]
+            && dlogits.shape == [hidden.shape[0], weight.shape[0]]
+            && dweight.shape == weight.shape
+            && dlogits.dtype == hidden.dtype
+            && weight.dtype == hidden.dtype;
+        if !ok {
+            return Err(KernelError::Shape {
+                name: "dlogits",
+                expected:
+                    "dlogits [C, V], hidden [C, d], weight and dweight [V, d], one float dtype"
+                        .into(),
+                got: dlogits.shape.clone(),
+            });
+        }
+        match self {
+            Device::Cpu => Ok(cpu::linear_backward(
+                dlogits, hidden, weight, dweight, accumulate,
+            )),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.linear_backward(dlogits, hidden, weight, dweight, accumulate),
+        }
     }
 
     /// `f32 [N]`: `c` where `mask ≠ 0`, 0 elsewhere.

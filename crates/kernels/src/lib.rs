@@ -31,7 +31,8 @@ pub mod sources;
 pub mod tensor;
 
 pub use device::{
-    AdamWStep, Device, EntropyGrad, FusedLoss, LossInputs, PolicyLoss, TokenLogprobs,
+    AdamWStep, Device, EntropyGrad, FusedLinearLoss, FusedLoss, LossInputs, PolicyLoss,
+    TokenLogprobs,
 };
 pub use error::{KernelError, Result};
 pub use tensor::{CpuStorage, DType, Element, Tensor};

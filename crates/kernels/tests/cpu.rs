@@ -305,3 +305,134 @@ fn objective_errors_keep_the_reference_variants() {
         other => panic!("{other:?}"),
     }
 }
+
+fn linear_case(
+    seed: u64,
+    n_traj: usize,
+    d: usize,
+    v: usize,
+) -> (common::Batch, Vec<f32>, Vec<f32>, Vec<i32>) {
+    let mut r = rng(seed);
+    let b = batch(&mut r, n_traj, 0.3);
+    let n = b.lp.len();
+    let h: Vec<f32> = (0..n * d)
+        .map(|_| rand::Rng::random_range(&mut r, -1.0..1.0))
+        .collect();
+    let w: Vec<f32> = (0..v * d)
+        .map(|_| rand::Rng::random_range(&mut r, -0.5..0.5))
+        .collect();
+    let y: Vec<i32> = (0..n)
+        .map(|_| rand::Rng::random_range(&mut r, 0..v as i32))
+        .collect();
+    (b, h, w, y)
+}
+
+#[test]
+fn fused_linear_matches_materialised_logits_and_finite_differences() {
+    let d = Device::Cpu;
+    let (dim, v) = (6usize, 23usize);
+    let (b, h, w, y) = linear_case(7, 4, dim, v);
+    let n = b.lp.len();
+    let t = |x: &[f32]| d.tensor(x, &[x.len()]).unwrap();
+    let (old, rf, adv) = (t(&b.old), t(&b.rf), t(&b.adv));
+    let mask = d.tensor(&b.mask, &[n]).unwrap();
+    let subseq = d.tensor(&b.subseq, &[n]).unwrap();
+    let traj = d.tensor(&b.traj, &[n]).unwrap();
+    let yt = d.tensor(&y, &[n]).unwrap();
+    let ht = d.tensor(&h, &[n, dim]).unwrap();
+    let wt = d.tensor(&w, &[v, dim]).unwrap();
+    let mut cfg = Algorithm::Gsspo.default_config().objective;
+    cfg.entropy_coef = 0.02;
+    let inputs = LossInputs {
+        logprobs: &old,
+        old_logprobs: &old,
+        ref_logprobs: Some(&rf),
+        entropy: None,
+        mask: &mask,
+        subseq: &subseq,
+        traj: &traj,
+        advantages: &adv,
+    };
+    // Materialised reference.
+    let mut logits = d.linear_logits(&ht, &wt).unwrap();
+    let full = d
+        .fused_policy_loss(&mut logits, &yt, &inputs, &cfg, true)
+        .unwrap();
+    let dl = f64s(&logits.to_vec::<f32>().unwrap());
+    let mut dh_ref = vec![0.0; n * dim];
+    let mut dw_ref = vec![0.0; v * dim];
+    for i in 0..n {
+        for j in 0..v {
+            for k in 0..dim {
+                dh_ref[i * dim + k] += dl[i * v + j] * f64::from(w[j * dim + k]);
+                dw_ref[j * dim + k] += dl[i * v + j] * f64::from(h[i * dim + k]);
+            }
+        }
+    }
+    for chunk in [0usize, 1, 3, 1000] {
+        let out = d
+            .fused_linear_policy_loss(&ht, &wt, &yt, &inputs, &cfg, chunk)
+            .unwrap();
+        assert_eq!(out.loss, full.loss, "chunk {chunk}");
+        assert_eq!(out.stats, full.stats, "chunk {chunk}");
+        assert_close(
+            &format!("dhidden chunk {chunk}"),
+            &f64s(&out.dhidden.to_vec::<f32>().unwrap()),
+            &dh_ref,
+            1e-6,
+            1e-5,
+        );
+        assert_close(
+            &format!("dweight chunk {chunk}"),
+            &f64s(&out.dweight.to_vec::<f32>().unwrap()),
+            &dw_ref,
+            1e-6,
+            1e-5,
+        );
+    }
+    // Directional finite differences of J in hidden and in weight.
+    let out = d
+        .fused_linear_policy_loss(&ht, &wt, &yt, &inputs, &cfg, 5)
+        .unwrap();
+    let dh = out.dhidden.to_vec::<f32>().unwrap();
+    let dw = out.dweight.to_vec::<f32>().unwrap();
+    let j = |hh: &[f32], ww: &[f32]| -> f64 {
+        let ht = d.tensor(hh, &[n, dim]).unwrap();
+        let wt = d.tensor(ww, &[v, dim]).unwrap();
+        d.fused_linear_policy_loss(&ht, &wt, &yt, &inputs, &cfg, 5)
+            .unwrap()
+            .loss
+    };
+    let eps = 1e-3f32;
+    let dir_h: Vec<f32> = (0..n * dim)
+        .map(|i| ((i * 31 % 11) as f32 - 5.0) * 0.1)
+        .collect();
+    let dir_w: Vec<f32> = (0..v * dim)
+        .map(|i| ((i * 17 % 7) as f32 - 3.0) * 0.1)
+        .collect();
+    let shift = |x: &[f32], dir: &[f32], s: f32| -> Vec<f32> {
+        x.iter().zip(dir).map(|(a, b)| a + s * b).collect()
+    };
+    let fd_h =
+        (j(&shift(&h, &dir_h, eps), &w) - j(&shift(&h, &dir_h, -eps), &w)) / (2.0 * f64::from(eps));
+    let an_h: f64 = dh
+        .iter()
+        .zip(&dir_h)
+        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+        .sum();
+    assert!(
+        (fd_h - an_h).abs() <= 1e-3 + 1e-2 * an_h.abs(),
+        "hidden: fd {fd_h} vs {an_h}"
+    );
+    let fd_w =
+        (j(&h, &shift(&w, &dir_w, eps)) - j(&h, &shift(&w, &dir_w, -eps))) / (2.0 * f64::from(eps));
+    let an_w: f64 = dw
+        .iter()
+        .zip(&dir_w)
+        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+        .sum();
+    assert!(
+        (fd_w - an_w).abs() <= 1e-3 + 1e-2 * an_w.abs(),
+        "weight: fd {fd_w} vs {an_w}"
+    );
+}

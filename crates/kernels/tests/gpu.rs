@@ -486,3 +486,76 @@ fn adamw_is_bit_identical_to_cpu() {
         }
     }
 }
+
+#[test]
+fn fused_linear_matches_cpu() {
+    let Some(d) = gpu() else { return };
+    let c = Device::Cpu;
+    let mut r = rng(17);
+    let b = batch(&mut r, 8, 0.3);
+    let n = b.lp.len();
+    for &(dim, v) in &[(24usize, 1001usize), (64, 4096)] {
+        let h: Vec<f32> = (0..n * dim)
+            .map(|_| rand::Rng::random_range(&mut r, -1.0..1.0))
+            .collect();
+        let w: Vec<f32> = (0..v * dim)
+            .map(|_| rand::Rng::random_range(&mut r, -0.3..0.3))
+            .collect();
+        let y: Vec<i32> = (0..n)
+            .map(|_| rand::Rng::random_range(&mut r, 0..v as i32))
+            .collect();
+        for dt in [DType::F32, DType::BF16] {
+            let (hg, hc) = logits_tensor(&d, &h, n, dim, dt);
+            let (wg, wc) = logits_tensor(&d, &w, v, dim, dt);
+            let (ig, ic) = (upload(&d, &b), upload(&c, &b));
+            let yg = d.tensor(&y, &[n]).unwrap();
+            let yc = c.tensor(&y, &[n]).unwrap();
+            let mut cfg = Algorithm::Gsspo.default_config().objective;
+            cfg.entropy_coef = 0.01;
+            let want = c
+                .fused_linear_policy_loss(&hc, &wc, &yc, &inputs(&ic, true, false), &cfg, 7)
+                .unwrap();
+            for chunk in [0usize, 16] {
+                poison_pool(&d, 4 * v * dim);
+                let got = d
+                    .fused_linear_policy_loss(&hg, &wg, &yg, &inputs(&ig, true, false), &cfg, chunk)
+                    .unwrap();
+                let what = format!("{dt} d {dim} V {v} chunk {chunk}");
+                // bf16 logits are rounded after the GEMM on both sides, but the
+                // GEMM sums in a different order: allow a few bf16 ulps.
+                let (atol, rtol) = if dt == DType::F32 {
+                    (1e-5, 1e-3)
+                } else {
+                    (2e-3, 5e-2)
+                };
+                assert!(
+                    (got.loss - want.loss).abs() <= atol + rtol * want.loss.abs(),
+                    "{what}: loss {} vs {}",
+                    got.loss,
+                    want.loss
+                );
+                assert_close(
+                    &format!("lp {what}"),
+                    &as_f64(&got.logprobs),
+                    &as_f64(&want.logprobs),
+                    atol * 100.0,
+                    rtol,
+                );
+                assert_close(
+                    &format!("dhidden {what}"),
+                    &as_f64(&got.dhidden),
+                    &as_f64(&want.dhidden),
+                    atol,
+                    rtol * 4.0,
+                );
+                assert_close(
+                    &format!("dweight {what}"),
+                    &as_f64(&got.dweight),
+                    &as_f64(&want.dweight),
+                    atol,
+                    rtol * 4.0,
+                );
+            }
+        }
+    }
+}
