@@ -318,17 +318,22 @@ impl Trainer {
         let mut rng = StdRng::seed_from_u64(mix(self.config.seed, 0xdead));
         let kind = self.config.env;
         let mut demos: Vec<Trajectory> = Vec::new();
-        let pb = bar(
-            self.train.len() * cfg.demos_per_task,
-            "demos",
-            self.progress,
-        );
         let mut jobs = Vec::new();
         for (t, task) in self.train.iter().enumerate() {
             for d in 0..cfg.demos_per_task {
                 jobs.push((task, demos::draw(&mut rng, kind), format!("demo-{t}-{d}")));
             }
         }
+        // A large dataset needs no more demonstrations than the warm-up
+        // imitates: keep a seeded sample of `steps × batch_size` of them
+        // (playing one costs real executor calls).
+        let needed = cfg.steps.saturating_mul(cfg.batch_size);
+        if jobs.len() > needed {
+            use rand::seq::SliceRandom;
+            jobs.shuffle(&mut rng);
+            jobs.truncate(needed);
+        }
+        let pb = bar(jobs.len(), "demos", self.progress);
         let choices: Vec<usize> = jobs.iter().map(|j| j.1).collect();
         {
             use rayon::prelude::*;
