@@ -11,6 +11,9 @@
 //!   `dlogits = g_t·(onehot − softmax)` (plus the entropy bonus's term),
 //!   one more read of the logits and one write.
 //! * [`Device::fused_policy_loss`]: the three in one call.
+//! * [`Device::fused_linear_policy_loss`]: the same from hidden states and
+//!   the LM head, in token chunks through cuBLAS, giving dhidden and dweight
+//!   without holding all `N × V` logits.
 //! * [`Device::adamw_step`]: AdamW on device buffers, bit-identical to
 //!   [`flowrl_optim::AdamW`].
 //!

@@ -174,6 +174,47 @@ fn cpu_rows(reps: usize) -> Vec<Row> {
         floor_ms: None,
         extra: None,
     });
+    // Fused-linear at a small shape (f64 GEMMs on the CPU path).
+    let (nl, dl, vl) = (512usize, 256usize, 8192usize);
+    let hl: Vec<f32> = (0..nl * dl).map(|_| 0.25 * rng.next_f32()).collect();
+    let wl: Vec<f32> = (0..vl * dl).map(|_| 0.01 * rng.next_f32()).collect();
+    let yl: Vec<i32> = (0..nl).map(|i| ((i * 7919) % vl) as i32).collect();
+    let (ht, wt, ylt) = (
+        d.tensor(&hl, &[nl, dl]).expect("h"),
+        d.tensor(&wl, &[vl, dl]).expect("w"),
+        d.tensor(&yl, &[nl]).expect("y"),
+    );
+    let (mask_l, sub_l, traj_l, nb_l) = layout(nl);
+    let lpl: Vec<f32> = (0..nl).map(|_| -1.0 + 0.1 * rng.next_f32()).collect();
+    let advl: Vec<f32> = (0..nb_l).map(|_| rng.next_f32() * 0.25).collect();
+    let (oldl, advlt) = (t(&lpl), t(&advl));
+    let (ml, sl, tl) = (
+        d.tensor(&mask_l, &[nl]).expect("mask"),
+        d.tensor(&sub_l, &[nl]).expect("subseq"),
+        d.tensor(&traj_l, &[nl]).expect("traj"),
+    );
+    let inputs_l = LossInputs {
+        logprobs: &oldl,
+        old_logprobs: &oldl,
+        ref_logprobs: Some(&oldl),
+        entropy: None,
+        mask: &ml,
+        subseq: &sl,
+        traj: &tl,
+        advantages: &advlt,
+    };
+    let ms = time(&mut || {
+        d.fused_linear_policy_loss(&ht, &wt, &ylt, &inputs_l, &cfg, 128)
+            .expect("fused linear");
+    });
+    rows.push(Row {
+        what: "fused-linear GSsPO fwd + bwd (4 GEMMs)".into(),
+        shape: format!("N {nl}, V {vl}, d {dl} f32"),
+        ms,
+        bytes: ((nl * dl + vl * dl) * 4) as f64,
+        floor_ms: None,
+        extra: None,
+    });
     let p = 1 << 22;
     let w: Vec<f32> = (0..p).map(|_| rng.next_f32()).collect();
     let mut pt = d.tensor(&w, &[p]).expect("p");
@@ -393,6 +434,151 @@ fn gpu_rows(reps: usize, n: usize) -> Option<(Vec<Row>, f64, String)> {
     Some((rows, copy_best, cd.name()))
 }
 
+/// A bf16 device tensor of random values in [-scale, scale), uploaded in
+/// chunks from one random host block.
+#[cfg(feature = "cuda")]
+fn random_bf16(
+    cd: &flowrl_kernels::cuda::CudaDevice,
+    rng: &mut Rng,
+    shape: &[usize],
+    scale: f32,
+) -> flowrl_kernels::Tensor {
+    let elems: usize = shape.iter().product();
+    let stream = cd.stream().clone();
+    let mut buf = cd.alloc_bytes(elems * 2).expect("alloc");
+    let block: Vec<u8> = (0..(1usize << 22))
+        .flat_map(|_| {
+            bf16::from_f32(rng.next_f32() * scale / 4.0)
+                .to_bits()
+                .to_le_bytes()
+        })
+        .collect();
+    let mut off = 0;
+    while off < elems * 2 {
+        let len = block.len().min(elems * 2 - off);
+        let mut view = buf.slice_mut(off..off + len);
+        stream
+            .memcpy_htod(&block[..len], &mut view)
+            .expect("upload");
+        off += len;
+    }
+    // SAFETY: the bytes are `elems` bf16 values.
+    let typed = unsafe { buf.transmute::<bf16>(elems) }
+        .map(|v| stream.clone_dtod(&v).expect("clone"))
+        .expect("view");
+    flowrl_kernels::Tensor::from_cuda_slice(typed, shape).expect("tensor")
+}
+
+/// One fused-linear row: name and shape, ms, FLOPs, ratio to the three
+/// GEMMs, extra bytes.
+#[cfg(feature = "cuda")]
+type LinearRow = (String, f64, f64, Option<f64>, Option<usize>);
+
+/// Fused-linear rows: the chunked loss against the three cuBLAS GEMMs alone.
+#[cfg(feature = "cuda")]
+fn linear_rows(reps: usize, n: usize) -> Vec<LinearRow> {
+    use cudarc::driver::sys::CUevent_flags;
+    let Ok(d) = Device::cuda(0) else {
+        return Vec::new();
+    };
+    let Device::Cuda(cd) = &d else {
+        return Vec::new();
+    };
+    let stream = cd.stream().clone();
+    let ctx = cd.context().clone();
+    let timed = |f: &mut dyn FnMut()| -> f64 {
+        f();
+        let mut v = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let a = ctx
+                .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .expect("event");
+            let b = ctx
+                .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .expect("event");
+            a.record(&stream).expect("record");
+            f();
+            b.record(&stream).expect("record");
+            b.synchronize().expect("sync");
+            v.push(f64::from(a.elapsed_ms(&b).expect("elapsed")));
+        }
+        median(v)
+    };
+    let mut rng = Rng(0x853c49e6748fea9b);
+    let v = 151_936usize;
+    let mut rows = Vec::new();
+    for &dim in &[1536usize, 3584] {
+        let h = random_bf16(cd, &mut rng, &[n, dim], 1.0);
+        let w = random_bf16(cd, &mut rng, &[v, dim], 0.05);
+        let y: Vec<i32> = (0..n).map(|i| ((i * 7919) % v) as i32).collect();
+        let yt = d.tensor(&y, &[n]).expect("targets");
+        let flop = 2.0 * n as f64 * v as f64 * dim as f64;
+        let shape = format!("N {n}, V {v}, d {dim} bf16");
+        let gemm_fwd = timed(&mut || {
+            d.linear_logits(&h, &w).expect("gemm");
+        });
+        let logits = d.linear_logits(&h, &w).expect("gemm");
+        let mut dw = d.tensor(&vec![0.0f32; v * dim], &[v, dim]).expect("dw");
+        let gemm_bwd = timed(&mut || {
+            d.linear_backward(&logits, &h, &w, &mut dw, false)
+                .expect("gemm");
+        });
+        drop(logits);
+        let three = gemm_fwd + gemm_bwd;
+        rows.push((
+            format!("cuBLAS logits GEMM | {shape}"),
+            gemm_fwd,
+            flop,
+            None,
+            None,
+        ));
+        rows.push((
+            format!("cuBLAS dX + dW GEMMs | {shape}"),
+            gemm_bwd,
+            2.0 * flop,
+            None,
+            None,
+        ));
+        let (mask, sub, traj, nb) = layout(n);
+        let lp: Vec<f32> = (0..n).map(|_| -1.0 + 0.1 * rng.next_f32()).collect();
+        let adv: Vec<f32> = (0..nb).map(|_| rng.next_f32() * 0.25).collect();
+        let t = |x: &[f32]| d.tensor(x, &[x.len()]).expect("tensor");
+        let (oldt, advt) = (t(&lp), t(&adv));
+        let (mt, st, tt) = (
+            d.tensor(&mask, &[n]).expect("mask"),
+            d.tensor(&sub, &[n]).expect("subseq"),
+            d.tensor(&traj, &[n]).expect("traj"),
+        );
+        let inputs = LossInputs {
+            logprobs: &oldt,
+            old_logprobs: &oldt,
+            ref_logprobs: Some(&oldt),
+            entropy: None,
+            mask: &mt,
+            subseq: &st,
+            traj: &tt,
+            advantages: &advt,
+        };
+        let cfg = Algorithm::Gsspo.default_config().objective;
+        cd.reset_allocated();
+        let ms = timed(&mut || {
+            d.fused_linear_policy_loss(&h, &w, &yt, &inputs, &cfg, 0)
+                .expect("fused linear");
+        });
+        // Outputs (dhidden, dweight f32) are not extra memory.
+        let outputs = n * dim * 2 + v * dim * 4;
+        let extra = (cd.allocated_bytes() / (reps + 1)).saturating_sub(outputs);
+        rows.push((
+            format!("fused-linear GSsPO fwd + bwd | {shape}"),
+            ms,
+            4.0 * flop,
+            Some(ms / three),
+            Some(extra),
+        ));
+    }
+    rows
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let get = |flag: &str| {
@@ -408,6 +594,21 @@ fn main() {
     #[cfg(feature = "cuda")]
     if !cpu_only && let Some((rows, copy, name)) = gpu_rows(reps, n) {
         table(&format!("GPU: {name}"), &rows, Some(copy));
+        let lin = linear_rows(reps.min(10), n);
+        println!("\n### GPU: fused-linear (hidden × LM head)\n");
+        println!(
+            "extra memory excludes the outputs dhidden (bf16) and dweight (f32); bytes allocated per call, averaged\n"
+        );
+        println!("| op | shape | time (ms) | TFLOP/s | vs the three GEMMs | extra memory |");
+        println!("| --- | --- | ---: | ---: | ---: | ---: |");
+        for (what, ms, flop, ratio, extra) in lin {
+            let r = ratio.map_or("—".into(), |r| format!("{r:.2}×"));
+            let e = extra.map_or("—".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
+            println!(
+                "| {what} | {ms:.3} | {:.0} | {r} | {e} |",
+                flop / (ms * 1e-3) / 1e12
+            );
+        }
     }
     #[cfg(not(feature = "cuda"))]
     let _ = (cpu_only, n);
