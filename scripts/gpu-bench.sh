@@ -39,6 +39,8 @@ cat > .gpu-bin/run-gpu.sh <<'SH'
 # Runs on the GPU machine from the repository root.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# cudarc loads libcuda, libnvrtc and libcublas at run time by their usual names.
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
