@@ -354,10 +354,12 @@ extern "C" __global__ void loss_token(int n, int alg, const float* lp, const flo
     u64 clip_tok = 0, dual_tok = 0;
     bool any = false;
     if (t < n) {
-        if (mask[t] == 0) {
+        int k = subseq[t];
+        // Masked-out tokens, and (when loss_scan has reported an error)
+        // policy tokens without a valid id: no gradient, no out-of-range read.
+        if (mask[t] == 0 || k < 0 || k >= n) {
             grad[t] = 0.0f;
         } else {
-            int k = subseq[t];
             double w = coef_w[k];
             double l = lp[t];
             double gt;

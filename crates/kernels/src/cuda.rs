@@ -108,7 +108,8 @@ impl Kernels {
     }
 }
 
-const FUNCTIONS: &[(&str, &[&str])] = &[
+/// The kernels of each source that the backend loads: `(file, names)`.
+pub const FUNCTIONS: &[(&str, &[&str])] = &[
     (
         "logprob.cu",
         &["logprob_fwd", "logprob_bwd", "copy16", "mask_scale"],
@@ -157,6 +158,7 @@ fn load_kernels(ctx: &Arc<CudaContext>) -> Result<Arc<Kernels>> {
             .map(|s| s.0)
             .unwrap_or("?");
         let ptx = compile_source(name, src, arch)?;
+        // Kernels are `extern "C"`: the PTX entry names are the plain names.
         let module = ctx.load_module(ptx).map_err(drv("load_module"))?;
         for &n in names {
             f.insert(n, module.load_function(n).map_err(drv("load_function"))?);
