@@ -38,6 +38,9 @@ pub fn nvrtc_present() -> bool {
     unsafe { cudarc::nvrtc::sys::is_culib_present() }
 }
 
+/// Extra NVRTC options of every kernel source.
+const COMPILE_OPTIONS: &[&str] = &["--std=c++17"];
+
 /// Compiles one kernel source to PTX (no driver needed). `arch` is an NVRTC
 /// virtual architecture such as `"compute_90"`, or `None` for NVRTC's default.
 ///
@@ -53,7 +56,7 @@ pub fn compile_source(name: &'static str, src: &str, arch: Option<&'static str>)
     let opts = CompileOptions {
         arch,
         name: Some(name.to_string()),
-        options: vec!["--std=c++17".into()],
+        options: COMPILE_OPTIONS.iter().map(|o| o.to_string()).collect(),
         ..Default::default()
     };
     cudarc::nvrtc::compile_ptx_with_opts(full_source(src), opts).map_err(|e| {
@@ -77,6 +80,73 @@ pub fn compile_all(arch: Option<&'static str>) -> Result<Vec<(&'static str, Stri
         .iter()
         .map(|&(name, src)| compile_source(name, src, arch).map(|p| (name, p.to_src())))
         .collect()
+}
+
+/// The folder of the on-disk PTX cache: `$FLOWRL_KERNEL_CACHE`, else
+/// `$XDG_CACHE_HOME/flowrl/kernels`, else `~/.cache/flowrl/kernels`; `None`
+/// when `FLOWRL_KERNEL_CACHE` is `off` or no home folder is known.
+pub fn ptx_cache_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    match std::env::var_os("FLOWRL_KERNEL_CACHE") {
+        Some(v) if v == "off" => return None,
+        Some(v) if !v.is_empty() => return Some(PathBuf::from(v)),
+        _ => {}
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("flowrl").join("kernels"))
+}
+
+/// The cache file of one source: its name and a hash of the full source,
+/// the architecture and the compile options.
+fn cache_file(
+    dir: &std::path::Path,
+    name: &str,
+    src: &str,
+    arch: Option<&str>,
+) -> std::path::PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    full_source(src).hash(&mut h);
+    arch.hash(&mut h);
+    COMPILE_OPTIONS.hash(&mut h);
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    dir.join(format!("{name}-{:016x}.ptx", h.finish()))
+}
+
+/// As [`compile_source`], through an on-disk cache in `dir` (see
+/// [`ptx_cache_dir`]): a cached PTX file is used as is; otherwise the source
+/// is compiled and the PTX written there (atomically; I/O errors only skip
+/// the cache). Returns the PTX and whether it came from the cache.
+///
+/// # Errors
+/// As [`compile_source`] when the PTX is not cached.
+pub fn compile_cached(
+    name: &'static str,
+    src: &str,
+    arch: Option<&'static str>,
+    dir: Option<&std::path::Path>,
+) -> Result<(Ptx, bool)> {
+    let file = dir.map(|d| cache_file(d, name, src, arch));
+    if let Some(f) = &file
+        && let Ok(text) = std::fs::read_to_string(f)
+        && text.contains(".entry")
+        && !text.contains('\0')
+    {
+        return Ok((Ptx::from_src(text), true));
+    }
+    let ptx = compile_source(name, src, arch)?;
+    if let (Some(f), Some(d)) = (&file, dir)
+        && std::fs::create_dir_all(d).is_ok()
+    {
+        let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, ptx.to_src()).is_ok() && std::fs::rename(&tmp, f).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok((ptx, false))
 }
 
 fn arch_for(cc: (i32, i32)) -> Option<&'static str> {
@@ -145,6 +215,7 @@ fn load_kernels(ctx: &Arc<CudaContext>) -> Result<Arc<Kernels>> {
         return Ok(k.clone());
     }
     let arch = ctx.compute_capability().ok().and_then(arch_for);
+    let dir = ptx_cache_dir();
     let mut f = HashMap::new();
     for &(file, names) in FUNCTIONS {
         let src = SOURCES
@@ -157,7 +228,7 @@ fn load_kernels(ctx: &Arc<CudaContext>) -> Result<Arc<Kernels>> {
             .find(|s| s.0 == file)
             .map(|s| s.0)
             .unwrap_or("?");
-        let ptx = compile_source(name, src, arch)?;
+        let (ptx, _cached) = compile_cached(name, src, arch, dir.as_deref())?;
         // Kernels are `extern "C"`: the PTX entry names are the plain names.
         let module = ctx.load_module(ptx).map_err(drv("load_module"))?;
         for &n in names {

@@ -33,3 +33,25 @@ fn nvrtc_compiles_every_kernel() {
 fn nvrtc_compiles_every_kernel() {
     eprintln!("skipping: built without the `cuda` feature");
 }
+
+#[cfg(feature = "cuda")]
+#[test]
+fn ptx_cache_round_trip() {
+    use flowrl_kernels::{cuda, sources::SOURCES};
+    if !cuda::nvrtc_present() {
+        eprintln!("skipping: libnvrtc not found (set LD_LIBRARY_PATH to a CUDA lib folder)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("flowrl-ptx-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (name, src) = SOURCES[2];
+    let (a, cached) = cuda::compile_cached(name, src, Some("compute_90"), Some(&dir)).unwrap();
+    assert!(!cached);
+    let (b, cached) = cuda::compile_cached(name, src, Some("compute_90"), Some(&dir)).unwrap();
+    assert!(cached, "second call reads the cache");
+    assert_eq!(a.to_src(), b.to_src());
+    // Another architecture is another file.
+    let (_, cached) = cuda::compile_cached(name, src, Some("compute_80"), Some(&dir)).unwrap();
+    assert!(!cached);
+    let _ = std::fs::remove_dir_all(&dir);
+}
