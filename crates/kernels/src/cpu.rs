@@ -10,24 +10,45 @@ use crate::device::{AdamScalars, EntropyGrad, LossInputs, PolicyLoss, TokenLogpr
 use crate::error::{KernelError, Result};
 use crate::tensor::{CpuStorage, Element, Storage, Tensor};
 
-fn host(t: &Tensor) -> &CpuStorage {
+/// A device tensor reaching the CPU path (callers check devices first).
+#[cfg(feature = "cuda")]
+fn not_host() -> KernelError {
+    KernelError::DeviceMismatch {
+        name: "tensor",
+        expected: "cpu".into(),
+        got: "cuda".into(),
+    }
+}
+
+/// A tensor of an unexpected dtype reaching the CPU path (callers check first).
+fn not_float(t: &Tensor) -> KernelError {
+    KernelError::DType {
+        name: "logits",
+        expected: "f32, f16 or bf16",
+        got: t.dtype,
+    }
+}
+
+fn host(t: &Tensor) -> Result<&CpuStorage> {
     match &t.storage {
-        Storage::Cpu(s) => s,
+        Storage::Cpu(s) => Ok(s),
         #[cfg(feature = "cuda")]
-        Storage::Cuda(_) => unreachable!("device checked by the caller"),
+        Storage::Cuda(_) => Err(not_host()),
     }
 }
 
-fn host_mut(t: &mut Tensor) -> &mut CpuStorage {
+fn host_mut(t: &mut Tensor) -> Result<&mut CpuStorage> {
     match &mut t.storage {
-        Storage::Cpu(s) => s,
+        Storage::Cpu(s) => Ok(s),
         #[cfg(feature = "cuda")]
-        Storage::Cuda(_) => unreachable!("device checked by the caller"),
+        Storage::Cuda(_) => Err(not_host()),
     }
 }
 
+/// The elements of a CPU tensor of type `T` (empty for another type or
+/// device, which the callers rule out before).
 fn slice<T: Element>(t: &Tensor) -> &[T] {
-    T::unwrap(host(t)).unwrap_or(&[])
+    host(t).ok().and_then(T::unwrap).unwrap_or(&[])
 }
 
 /// `(lse, entropy)` of one row, in f64 (max, then one pass of exp-sums).
@@ -92,11 +113,11 @@ pub(crate) fn token_logprobs(
     with_entropy: bool,
 ) -> Result<TokenLogprobs> {
     let y = slice::<i32>(targets);
-    let (lp, lse, h) = match host(logits) {
+    let (lp, lse, h) = match host(logits)? {
         CpuStorage::F32(x) => logprobs_typed(x, y, v, with_entropy)?,
         CpuStorage::F16(x) => logprobs_typed(x, y, v, with_entropy)?,
         CpuStorage::BF16(x) => logprobs_typed(x, y, v, with_entropy)?,
-        _ => unreachable!("dtype checked by the caller"),
+        _ => return Err(not_float(logits)),
     };
     Ok(TokenLogprobs {
         logprobs: Tensor::from_cpu(CpuStorage::F32(lp), vec![n]),
@@ -193,11 +214,11 @@ pub(crate) fn logits_backward(
 ) -> Result<Tensor> {
     check_targets(targets, v)?;
     let rows = row_inputs(targets, lse, grad_lp, eg);
-    let s = match host(logits) {
+    let s = match host(logits)? {
         CpuStorage::F32(x) => CpuStorage::F32(backward_typed(x, &rows, v)),
         CpuStorage::F16(x) => CpuStorage::F16(backward_typed::<f16>(x, &rows, v)),
         CpuStorage::BF16(x) => CpuStorage::BF16(backward_typed::<bf16>(x, &rows, v)),
-        _ => unreachable!("dtype checked by the caller"),
+        _ => return Err(not_float(logits)),
     };
     Ok(Tensor::from_cpu(s, vec![n, v]))
 }
@@ -222,11 +243,11 @@ pub(crate) fn logits_backward_in_place(
 ) -> Result<()> {
     check_targets(targets, v)?;
     let rows = row_inputs(targets, lse, grad_lp, eg);
-    match host_mut(logits) {
+    match host_mut(logits)? {
         CpuStorage::F32(x) => in_place_typed(x, &rows, v),
         CpuStorage::F16(x) => in_place_typed(x, &rows, v),
         CpuStorage::BF16(x) => in_place_typed(x, &rows, v),
-        _ => unreachable!("dtype checked by the caller"),
+        _ => return Err(not_float(logits)),
     }
     Ok(())
 }
@@ -297,28 +318,28 @@ pub(crate) fn adamw_step(
     s: &AdamScalars,
 ) -> Result<()> {
     let g = slice::<f32>(grad);
-    let mut mv = std::mem::replace(host_mut(m), CpuStorage::F32(Vec::new()));
-    let mut vv = std::mem::replace(host_mut(v), CpuStorage::F32(Vec::new()));
+    let mut mv = std::mem::replace(host_mut(m)?, CpuStorage::F32(Vec::new()));
+    let mut vv = std::mem::replace(host_mut(v)?, CpuStorage::F32(Vec::new()));
     if let (Some(pp), Some(mm), Some(vvv)) = (
-        f32::unwrap_mut(host_mut(param)),
+        f32::unwrap_mut(host_mut(param)?),
         f32::unwrap_mut(&mut mv),
         f32::unwrap_mut(&mut vv),
     ) {
         adamw_slices(pp, g, mm, vvv, s);
     }
-    *host_mut(m) = mv;
-    *host_mut(v) = vv;
+    *host_mut(m)? = mv;
+    *host_mut(v)? = vv;
     Ok(())
 }
 
-fn to_f64s(t: &Tensor) -> Vec<f64> {
-    match host(t) {
+fn to_f64s(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(match host(t)? {
         CpuStorage::F32(x) => x.iter().map(|&a| f64::from(a)).collect(),
         CpuStorage::F16(x) => x.iter().map(|a| a.to_f64()).collect(),
         CpuStorage::BF16(x) => x.iter().map(|a| a.to_f64()).collect(),
         CpuStorage::I32(x) => x.iter().map(|&a| f64::from(a)).collect(),
         CpuStorage::U8(x) => x.iter().map(|&a| f64::from(a)).collect(),
-    }
+    })
 }
 
 fn from_f64s(v: &[f64], dtype: crate::tensor::DType, shape: Vec<usize>) -> Tensor {
@@ -332,19 +353,19 @@ fn from_f64s(v: &[f64], dtype: crate::tensor::DType, shape: Vec<usize>) -> Tenso
 }
 
 /// Rows `r0..r1` of a row-major tensor, copied.
-pub(crate) fn slice_rows(t: &Tensor, r0: usize, r1: usize) -> Tensor {
+pub(crate) fn slice_rows(t: &Tensor, r0: usize, r1: usize) -> Result<Tensor> {
     let row: usize = t.shape[1..].iter().product();
     let (a, b) = (r0 * row, r1 * row);
     let mut shape = t.shape.clone();
     shape[0] = r1 - r0;
-    let s = match host(t) {
+    let s = match host(t)? {
         CpuStorage::F32(x) => CpuStorage::F32(x[a..b].to_vec()),
         CpuStorage::F16(x) => CpuStorage::F16(x[a..b].to_vec()),
         CpuStorage::BF16(x) => CpuStorage::BF16(x[a..b].to_vec()),
         CpuStorage::I32(x) => CpuStorage::I32(x[a..b].to_vec()),
         CpuStorage::U8(x) => CpuStorage::U8(x[a..b].to_vec()),
     };
-    Tensor::from_cpu(s, shape)
+    Ok(Tensor::from_cpu(s, shape))
 }
 
 /// `parts` stacked along the first dimension (same dtype and row shape).
@@ -361,7 +382,7 @@ pub(crate) fn concat_rows(parts: &[Tensor]) -> Tensor {
         }
         T::wrap(v)
     }
-    let s = match parts.first().map(host) {
+    let s = match parts.first().and_then(|p| host(p).ok()) {
         Some(CpuStorage::F16(_)) => cat::<f16>(parts),
         Some(CpuStorage::BF16(_)) => cat::<bf16>(parts),
         Some(CpuStorage::I32(_)) => cat::<i32>(parts),
@@ -411,12 +432,12 @@ fn dgemm(
 }
 
 /// `hidden [C, d] · weightᵀ` in f64, rounded to the hidden dtype.
-pub(crate) fn linear_logits(h: &Tensor, w: &Tensor) -> Tensor {
+pub(crate) fn linear_logits(h: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (c, d, v) = (h.shape[0], h.shape[1], w.shape[0]);
-    let (hf, wf) = (to_f64s(h), to_f64s(w));
+    let (hf, wf) = (to_f64s(h)?, to_f64s(w)?);
     let mut out = vec![0.0; c * v];
     dgemm(c, d, v, &hf, &wf, true, 0.0, &mut out);
-    from_f64s(&out, h.dtype, vec![c, v])
+    Ok(from_f64s(&out, h.dtype, vec![c, v]))
 }
 
 /// `dhidden = dlogits · weight` (hidden dtype); `dweight (f32) (+)= dlogitsᵀ · hidden`.
@@ -426,9 +447,9 @@ pub(crate) fn linear_backward(
     w: &Tensor,
     dw: &mut Tensor,
     accumulate: bool,
-) -> Tensor {
+) -> Result<Tensor> {
     let (c, d, v) = (h.shape[0], h.shape[1], w.shape[0]);
-    let (dlf, hf, wf) = (to_f64s(dl), to_f64s(h), to_f64s(w));
+    let (dlf, hf, wf) = (to_f64s(dl)?, to_f64s(h)?, to_f64s(w)?);
     let mut dh = vec![0.0; c * d];
     dgemm(c, v, d, &dlf, &wf, false, 0.0, &mut dh);
     // dlᵀ [V, C] as a row-major copy.
@@ -439,15 +460,15 @@ pub(crate) fn linear_backward(
         }
     }
     let mut dwf = if accumulate {
-        to_f64s(dw)
+        to_f64s(dw)?
     } else {
         vec![0.0; v * d]
     };
     dgemm(v, c, d, &dlt, &hf, false, 1.0, &mut dwf);
-    if let Some(o) = f32::unwrap_mut(host_mut(dw)) {
+    if let Some(o) = f32::unwrap_mut(host_mut(dw)?) {
         for (o, &a) in o.iter_mut().zip(&dwf) {
             *o = a as f32;
         }
     }
-    from_f64s(&dh, h.dtype, vec![c, d])
+    Ok(from_f64s(&dh, h.dtype, vec![c, d]))
 }

@@ -666,7 +666,7 @@ impl Device {
     /// Rows `r0..r1` of a row-major tensor of this device, copied.
     pub(crate) fn slice_rows(&self, t: &Tensor, r0: usize, r1: usize) -> Result<Tensor> {
         match self {
-            Device::Cpu => Ok(cpu::slice_rows(t, r0, r1)),
+            Device::Cpu => cpu::slice_rows(t, r0, r1),
             #[cfg(feature = "cuda")]
             Device::Cuda(d) => d.slice_rows(t, r0, r1),
         }
@@ -707,7 +707,7 @@ impl Device {
             });
         }
         match self {
-            Device::Cpu => Ok(cpu::linear_logits(hidden, weight)),
+            Device::Cpu => cpu::linear_logits(hidden, weight),
             #[cfg(feature = "cuda")]
             Device::Cuda(d) => d.linear_logits(hidden, weight),
         }
@@ -753,9 +753,7 @@ impl Device {
             });
         }
         match self {
-            Device::Cpu => Ok(cpu::linear_backward(
-                dlogits, hidden, weight, dweight, accumulate,
-            )),
+            Device::Cpu => cpu::linear_backward(dlogits, hidden, weight, dweight, accumulate),
             #[cfg(feature = "cuda")]
             Device::Cuda(d) => d.linear_backward(dlogits, hidden, weight, dweight, accumulate),
         }
