@@ -148,6 +148,31 @@ __device__ __forceinline__ void lse_push(Lse& a, float x, bool ent) {
     }
 }
 
+// Pushes K values at once: one max, at most one rescale, K exponentials
+// (fewer branches than K single pushes).
+template <int K>
+__device__ __forceinline__ void lse_push_k(Lse& a, const float* x, bool ent) {
+    float m = x[0];
+#pragma unroll
+    for (int i = 1; i < K; i++) m = fmaxf(m, x[i]);
+    if (m == -FLOWRL_INF) return;
+    if (m > a.m) {
+        float c = a.m == -FLOWRL_INF ? 0.0f : __expf(a.m - m);
+        a.s *= c;
+        if (ent) a.t *= c;
+        a.m = m;
+    }
+    float s = 0.0f, t = 0.0f;
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+        float e = __expf(x[i] - a.m);
+        s += e;
+        if (ent && x[i] != -FLOWRL_INF) t += e * x[i];
+    }
+    a.s += s;
+    if (ent) a.t += t;
+}
+
 __device__ __forceinline__ Lse lse_merge(Lse a, Lse b) {
     if (a.m == -FLOWRL_INF) return b;
     if (b.m == -FLOWRL_INF) return a;

@@ -15,12 +15,17 @@ __device__ Lse row_lse(const void* row, long long v, int dt, bool ent) {
         if ((v & 3) == 0) {
             const float4* x4 = (const float4*)x;
             long long n4 = v >> 2;
-            for (long long i = threadIdx.x; i < n4; i += blockDim.x) {
+            long long i = threadIdx.x;
+            // Two 16-byte loads in flight per thread.
+            for (; i + blockDim.x < n4; i += 2 * blockDim.x) {
+                float4 q0 = x4[i], q1 = x4[i + blockDim.x];
+                float f[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+                lse_push_k<8>(a, f, ent);
+            }
+            if (i < n4) {
                 float4 q = x4[i];
-                lse_push(a, q.x, ent);
-                lse_push(a, q.y, ent);
-                lse_push(a, q.z, ent);
-                lse_push(a, q.w, ent);
+                float f[4] = {q.x, q.y, q.z, q.w};
+                lse_push_k<4>(a, f, ent);
             }
         } else {
             for (long long i = threadIdx.x; i < v; i += blockDim.x) lse_push(a, x[i], ent);
@@ -29,21 +34,29 @@ __device__ Lse row_lse(const void* row, long long v, int dt, bool ent) {
         if ((v & 7) == 0) {
             const uint4* x8 = (const uint4*)row;
             long long n8 = v >> 3;
-            for (long long i = threadIdx.x; i < n8; i += blockDim.x) {
+            long long i = threadIdx.x;
+            // Two 16-byte loads in flight per thread.
+            for (; i + blockDim.x < n8; i += 2 * blockDim.x) {
+                uint4 q0 = x8[i], q1 = x8[i + blockDim.x];
+                float f[16];
+                unpack2(q0.x, dt, &f[0], &f[1]);
+                unpack2(q0.y, dt, &f[2], &f[3]);
+                unpack2(q0.z, dt, &f[4], &f[5]);
+                unpack2(q0.w, dt, &f[6], &f[7]);
+                unpack2(q1.x, dt, &f[8], &f[9]);
+                unpack2(q1.y, dt, &f[10], &f[11]);
+                unpack2(q1.z, dt, &f[12], &f[13]);
+                unpack2(q1.w, dt, &f[14], &f[15]);
+                lse_push_k<16>(a, f, ent);
+            }
+            if (i < n8) {
                 uint4 q = x8[i];
-                float f0, f1;
-                unpack2(q.x, dt, &f0, &f1);
-                lse_push(a, f0, ent);
-                lse_push(a, f1, ent);
-                unpack2(q.y, dt, &f0, &f1);
-                lse_push(a, f0, ent);
-                lse_push(a, f1, ent);
-                unpack2(q.z, dt, &f0, &f1);
-                lse_push(a, f0, ent);
-                lse_push(a, f1, ent);
-                unpack2(q.w, dt, &f0, &f1);
-                lse_push(a, f0, ent);
-                lse_push(a, f1, ent);
+                float f[8];
+                unpack2(q.x, dt, &f[0], &f[1]);
+                unpack2(q.y, dt, &f[2], &f[3]);
+                unpack2(q.z, dt, &f[4], &f[5]);
+                unpack2(q.w, dt, &f[6], &f[7]);
+                lse_push_k<8>(a, f, ent);
             }
         } else {
             for (long long i = threadIdx.x; i < v; i += blockDim.x)
