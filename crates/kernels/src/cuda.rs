@@ -1330,19 +1330,9 @@ impl CudaDevice {
         })
     }
 
-    /// An f32 tensor of zeros.
-    pub(crate) fn zeros_f32(&self, shape: &[usize]) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
-        Ok(Tensor {
-            shape: shape.to_vec(),
-            dtype: DType::F32,
-            storage: Storage::Cuda(CudaStorage::F32(self.zeros::<f32>(n)?)),
-        })
-    }
-
     /// An uninitialised tensor of `dtype` (every element is written by the
     /// caller's next GEMM).
-    fn empty(&self, dtype: DType, shape: &[usize]) -> Result<Tensor> {
+    pub(crate) fn empty(&self, dtype: DType, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let storage = match dtype {
             DType::F32 => CudaStorage::F32(self.alloc::<f32>(n)?),

@@ -632,7 +632,8 @@ impl Device {
             )?),
             None => None,
         };
-        let mut dweight = self.zeros_f32(&[v, d])?;
+        // The first chunk's GEMM writes every element (β = 0): no memset.
+        let mut dweight = self.output_f32(&[v, d])?;
         let mut dhs = Vec::with_capacity(ranges.len());
         for (i, &(a, b)) in ranges.iter().enumerate() {
             let hc = self.slice_rows(hidden, a, b)?;
@@ -680,14 +681,16 @@ impl Device {
         }
     }
 
-    fn zeros_f32(&self, shape: &[usize]) -> Result<Tensor> {
+    /// An f32 tensor whose every element the caller overwrites (zeros on
+    /// the CPU, uninitialised device memory on CUDA).
+    fn output_f32(&self, shape: &[usize]) -> Result<Tensor> {
         match self {
             Device::Cpu => Ok(Tensor::from_cpu(
                 crate::tensor::CpuStorage::F32(vec![0.0; shape.iter().product()]),
                 shape.to_vec(),
             )),
             #[cfg(feature = "cuda")]
-            Device::Cuda(d) => d.zeros_f32(shape),
+            Device::Cuda(d) => d.empty(DType::F32, shape),
         }
     }
 
