@@ -322,3 +322,34 @@ fn environments_are_served_through_the_plugin_interface() {
     // A malformed task is an input error, not a panic.
     assert!(p.reset("{\"id\": 3}").is_err());
 }
+
+#[test]
+fn compact_prompts_end_with_the_family_tag() {
+    use flowrl_envs::think_action::env::PromptStyle;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = services(true, Registry::flowsteer(), calls);
+    let mut ta = ThinkActionEnv::new(
+        ThinkActionConfig {
+            prompt_style: PromptStyle::Compact,
+            ..ThinkActionConfig::default()
+        },
+        svc.clone(),
+    );
+    let p = ta.reset(&task()).unwrap();
+    assert_eq!(p.system, None);
+    assert_eq!(p.user, "What is the capital of France?\n[qa]");
+    let mut canvas = CanvasEnv::new(
+        CanvasConfig {
+            prompt_style: PromptStyle::Compact,
+            ..CanvasConfig::default()
+        },
+        svc,
+    );
+    let p = canvas.reset(&task()).unwrap();
+    assert!(
+        p.user.starts_with("What is the capital of France?\n"),
+        "{}",
+        p.user
+    );
+    assert!(p.user.ends_with("\n[qa]"), "{}", p.user);
+}

@@ -383,9 +383,9 @@ impl CanvasEnv {
         });
         match self.config.prompt_style {
             PromptStyle::Compact => {
+                // The family tag comes last, next to the policy's turn.
                 let mut user = format!(
-                    "[{}] {}\nworkflow: {dsl}\nround {}/{}",
-                    ep.task.family,
+                    "{}\nworkflow: {dsl}\nround {}/{}",
                     ep.task.question,
                     ep.round + 1,
                     self.config.max_rounds
@@ -393,6 +393,7 @@ impl CanvasEnv {
                 if let Some(a) = awaiting {
                     user.push_str(&format!("\nprompt for {a}"));
                 }
+                user.push_str(&format!("\n[{}]", ep.task.family));
                 Prompt { system: None, user }
             }
             PromptStyle::Full => {

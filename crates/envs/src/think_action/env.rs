@@ -18,8 +18,10 @@ pub enum PromptStyle {
     /// The full rules and the operator list (for pretrained policies).
     #[default]
     Full,
-    /// Only the task family and the question (for tiny policies trained from
-    /// scratch, which learn the protocol from demonstrations).
+    /// Only the question and the task family, as `question\n[family]` (for
+    /// tiny policies trained from scratch, which learn the protocol from
+    /// demonstrations). The family tag comes last, at a fixed distance from
+    /// the policy's first token, where a small model finds it easily.
     Compact,
 }
 
@@ -110,7 +112,7 @@ impl ThinkActionEnv {
         match self.config.prompt_style {
             PromptStyle::Compact => Prompt {
                 system: None,
-                user: format!("[{}] {}", task.family, task.question),
+                user: format!("{}\n[{}]", task.question, task.family),
             },
             PromptStyle::Full => {
                 let mut ops = String::new();
