@@ -1,5 +1,6 @@
 //! Subcommands of the `flowrl` binary.
 
+mod compare;
 mod gguf;
 mod loss;
 mod model;
@@ -34,6 +35,8 @@ enum Command {
     Logprobs(model::LogprobsArgs),
     /// Evaluate a checkpoint greedily on the held-out tasks.
     Eval(train::EvalArgs),
+    /// Compare algorithm presets on equal budgets over several seeds (markdown table of held-out reward).
+    Compare(compare::CompareArgs),
     /// Run episodes with a policy and write their trajectories as JSONL.
     Rollout(train::RolloutArgs),
     /// Inspect and validate trajectory JSONL files.
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train::run_train(args),
         Command::Eval(args) => train::run_eval(args),
+        Command::Compare(args) => compare::run(args),
         Command::Generate(args) => model::run_generate(args),
         Command::Logprobs(args) => model::run_logprobs(args),
         Command::Rollout(args) => train::run_rollout(args),

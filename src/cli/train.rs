@@ -189,6 +189,9 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 s.steps,
                 s.seconds
             );
+            if let Some(line) = family_line(&s.run_dir, s.steps) {
+                println!("{line}");
+            }
             println!(
                 "wrote {}/metrics.jsonl, {}/curve.svg, {}/checkpoints/",
                 s.run_dir.display(),
@@ -205,6 +208,27 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `held-out reward by family: code 0.417 -> 0.750, …` from the run's
+/// evaluations before RL and after `steps` steps.
+fn family_line(run_dir: &std::path::Path, steps: usize) -> Option<String> {
+    let recs = flowrl_train::metrics::read_metrics(&run_dir.join("metrics.jsonl")).ok()?;
+    let at = |step: usize| {
+        recs.iter()
+            .rev()
+            .find(|r| r["phase"] == "eval" && r["step"].as_u64() == Some(step as u64))
+            .and_then(|r| r["reward_by_family"].as_object().cloned())
+    };
+    let (before, after) = (at(0)?, at(steps)?);
+    let parts: Vec<String> = after
+        .iter()
+        .map(|(fam, a)| {
+            let b = before.get(fam).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+            format!("{fam} {b:.3} -> {:.3}", a.as_f64().unwrap_or(f64::NAN))
+        })
+        .collect();
+    Some(format!("held-out reward by family: {}", parts.join(", ")))
 }
 
 pub fn run_eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
