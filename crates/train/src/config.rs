@@ -158,7 +158,12 @@ impl Default for RlConfig {
             ppo_epochs: 2,
             minibatches: 2,
             temperature: 1.0,
-            top_p: 1.0,
+            // A tiny byte-level policy puts a little mass on stray bytes at
+            // every position; over a 150-token episode plain sampling breaks
+            // the protocol in about half the rollouts. The nucleus keeps the
+            // workflow choices (first tokens with 10–50% mass) and drops the
+            // stray bytes.
+            top_p: 0.9,
             top_k: 0,
             max_turn_tokens: 96,
             reference: true,
