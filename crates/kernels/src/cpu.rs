@@ -287,29 +287,6 @@ pub(crate) fn mask_scale(mask: &Tensor, c: f64) -> Result<Tensor> {
 
 /// The f32 AdamW update of flowrl-optim, element by element in the same
 /// order of operations (so results are bit-identical).
-pub(crate) fn adamw_slices(
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    s: &AdamScalars,
-) {
-    p.par_chunks_mut(1 << 15)
-        .zip(g.par_chunks(1 << 15))
-        .zip(m.par_chunks_mut(1 << 15))
-        .zip(v.par_chunks_mut(1 << 15))
-        .for_each(|(((p, g), m), v)| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let m1 = s.beta1 * *m + s.one_minus_beta1 * g;
-                let v1 = s.beta2 * *v + s.one_minus_beta2 * (g * g);
-                let denom = v1.sqrt() * s.inv_sqrt_bc2 + s.eps;
-                *m = m1;
-                *v = v1;
-                *p = *p * s.decay - s.step_size * (m1 / denom);
-            }
-        });
-}
-
 pub(crate) fn adamw_step(
     param: &mut Tensor,
     grad: &Tensor,
@@ -325,7 +302,7 @@ pub(crate) fn adamw_step(
         f32::unwrap_mut(&mut mv),
         f32::unwrap_mut(&mut vv),
     ) {
-        adamw_slices(pp, g, mm, vvv, s);
+        flowrl_optim::adamw_update(pp, g, mm, vvv, s);
     }
     *host_mut(m)? = mv;
     *host_mut(v)? = vv;

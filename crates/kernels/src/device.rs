@@ -1,6 +1,7 @@
 //! The device enum and the ops, with one signature for the CPU and CUDA.
 
 use flowrl_objectives::{LossStats, ObjectiveConfig};
+pub(crate) use flowrl_optim::AdamScalars;
 use flowrl_optim::AdamWConfig;
 
 use crate::cpu;
@@ -160,36 +161,17 @@ impl AdamWStep {
         }
     }
 
-    /// The f32 scalars of the update, rounded once from f64 exactly as
-    /// flowrl-optim does.
+    /// The f32 scalars of the update: flowrl-optim's own computation.
     pub(crate) fn scalars(&self) -> AdamScalars {
-        let t = i32::try_from(self.step).unwrap_or(i32::MAX);
-        let bc1 = 1.0 - self.beta1.powi(t);
-        let bc2 = 1.0 - self.beta2.powi(t);
-        AdamScalars {
-            decay: (1.0 - self.lr * self.weight_decay) as f32,
-            beta1: self.beta1 as f32,
-            one_minus_beta1: (1.0 - self.beta1) as f32,
-            beta2: self.beta2 as f32,
-            one_minus_beta2: (1.0 - self.beta2) as f32,
-            step_size: (self.lr / bc1) as f32,
-            inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
-            eps: self.eps as f32,
-        }
+        AdamScalars::new(
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.weight_decay,
+            self.step,
+        )
     }
-}
-
-/// Per-step f32 scalars of AdamW.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AdamScalars {
-    pub decay: f32,
-    pub beta1: f32,
-    pub one_minus_beta1: f32,
-    pub beta2: f32,
-    pub one_minus_beta2: f32,
-    pub step_size: f32,
-    pub inv_sqrt_bc2: f32,
-    pub eps: f32,
 }
 
 pub(crate) fn want_dtype(name: &'static str, t: &Tensor, d: DType) -> Result<()> {

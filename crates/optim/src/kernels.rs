@@ -12,32 +12,34 @@ pub(crate) const CHUNK: usize = 1 << 15;
 #[cfg(feature = "parallel")]
 pub(crate) const PAR_MIN: usize = 1 << 17;
 
-/// Per-step scalars of the AdamW update, precomputed in `f64` and rounded once.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AdamScalars {
+/// Per-step scalars of the AdamW update, precomputed in `f64` and rounded
+/// once to `f32`. Other implementations of the update (the fused GPU kernel
+/// of `flowrl-kernels`) take these same values, so their arithmetic matches
+/// [`crate::AdamW`] bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamScalars {
     /// `1 − lr·weight_decay`: the decoupled decay factor.
     pub decay: f32,
+    /// β₁.
     pub beta1: f32,
+    /// `1 − β₁`.
     pub one_minus_beta1: f32,
+    /// β₂.
     pub beta2: f32,
+    /// `1 − β₂`.
     pub one_minus_beta2: f32,
     /// `lr / (1 − β₁ᵗ)`.
     pub step_size: f32,
     /// `1 / sqrt(1 − β₂ᵗ)`.
     pub inv_sqrt_bc2: f32,
+    /// ε added to the bias-corrected `sqrt(v)`.
     pub eps: f32,
 }
 
 impl AdamScalars {
-    /// Scalars for the `t`-th update (1-based) of a parameter.
-    pub(crate) fn new(
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        weight_decay: f64,
-        t: u64,
-    ) -> Self {
+    /// Scalars for the `t`-th update (1-based) of a parameter at learning
+    /// rate `lr`.
+    pub fn new(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, t: u64) -> Self {
         let t = i32::try_from(t).unwrap_or(i32::MAX);
         let bc1 = 1.0 - beta1.powi(t);
         let bc2 = 1.0 - beta2.powi(t);
@@ -65,8 +67,11 @@ fn adamw_serial(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Adam
     }
 }
 
-/// One AdamW update of `p` in place; all four slices have the same length.
-pub(crate) fn adamw(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamScalars) {
+/// One AdamW update of `p` in place with the moments `m`, `v` and the
+/// gradient `g`; all four slices must have the same length (shorter ones
+/// are zipped: the extra elements are left untouched). Splits long slices
+/// over rayon's pool with the `parallel` feature.
+pub fn adamw(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamScalars) {
     #[cfg(feature = "parallel")]
     if p.len() >= PAR_MIN {
         use rayon::prelude::*;

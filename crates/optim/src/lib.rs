@@ -48,6 +48,7 @@ pub use clip::{clip_grad_norm, clip_grad_norm_named, grad_norm};
 pub use config::{AdamWConfig, OptimConfig, OptimizerConfig, SgdConfig, optim_config_schema_json};
 pub use error::OptimError;
 pub use group::{DEFAULT_GROUP, GroupConfig, GroupSettings, NameMatch, NamePredicate, ParamGroups};
+pub use kernels::{AdamScalars, adamw as adamw_update};
 pub use param::{ParamMut, check_finite, check_finite_grads, validate_params};
 pub use schedule::ScheduleConfig;
 pub use sgd::Sgd;
