@@ -499,6 +499,21 @@ impl Trainer {
             });
         }
         let t_old = t0.elapsed().as_secs_f64() - t_rollout;
+        // Entropy of the policy on its own samples, estimated as the mean
+        // negative log-prob (temperature 1) of the sampled policy tokens.
+        let (nll, policy_tokens) = mbs.iter().fold((0.0f64, 0usize), |(s, n), mb| {
+            mb.batch
+                .loss_mask
+                .iter()
+                .zip(&mb.old)
+                .filter(|(m, lp)| **m != 0 && lp.is_finite())
+                .fold((s, n), |(s, n), (_, lp)| (s - f64::from(*lp), n + 1))
+        });
+        let entropy = if policy_tokens == 0 {
+            f64::NAN
+        } else {
+            nll / policy_tokens as f64
+        };
 
         let mut losses = Vec::new();
         let mut clip = Vec::new();
@@ -569,6 +584,7 @@ impl Trainer {
             "loss": mean(&losses),
             "clip_frac": mean(&clip),
             "kl": mean(&kls),
+            "entropy": entropy,
             "grad_norm": mean(&norms),
             "lr": lr,
             "skipped_updates": skipped,

@@ -105,6 +105,11 @@ fn nan_losses_are_skipped_logged_and_stop_the_run_when_they_persist() {
         .collect();
     assert_eq!(rl.len(), 3);
     assert_eq!(rl[0]["skipped_updates"], 0, "the healthy step: {}", rl[0]);
+    let entropy = rl[0]["entropy"].as_f64().unwrap();
+    assert!(
+        entropy.is_finite() && entropy > 0.0,
+        "the sampled tokens' mean negative log-prob: {entropy}"
+    );
     for r in &rl[1..] {
         assert_eq!(r["skipped_updates"], 1, "{r}");
         assert!(
