@@ -19,6 +19,8 @@ use flowrl_objectives::Preset;
 use flowrl_train::config::DataSpec;
 use flowrl_train::metrics::read_metrics;
 use flowrl_train::{TrainConfig, Trainer};
+
+use super::train::BudgetArgs;
 use serde::Serialize;
 
 /// Which environments to compare on.
@@ -44,18 +46,9 @@ pub struct CompareArgs {
     /// First seed.
     #[arg(long, default_value_t = 1)]
     first_seed: u64,
-    /// RL steps of every run (default: the preset's).
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Supervised warm-up steps (default: the preset's).
-    #[arg(long)]
-    warmup_steps: Option<usize>,
-    /// Tasks per RL step (default: the preset's).
-    #[arg(long)]
-    tasks_per_step: Option<usize>,
-    /// Rollouts per task, G (default: the preset's).
-    #[arg(long)]
-    group_size: Option<usize>,
+    // --steps, --warmup-steps, --tasks-per-step, --group-size: left out, the preset's.
+    #[command(flatten)]
+    budget: BudgetArgs,
     /// Most tokens the policy generates in one turn (default: the preset's).
     #[arg(long)]
     max_turn_tokens: Option<usize>,
@@ -175,18 +168,7 @@ impl CompareArgs {
         cfg.seed = seed;
         cfg.checkpoint_every = 0;
         cfg.eval.every = 0;
-        if let Some(v) = self.steps {
-            cfg.rl.steps = v;
-        }
-        if let Some(v) = self.warmup_steps {
-            cfg.warmup.steps = v;
-        }
-        if let Some(v) = self.tasks_per_step {
-            cfg.rl.tasks_per_step = v;
-        }
-        if let Some(v) = self.group_size {
-            cfg.rl.group_size = v;
-        }
+        self.budget.apply(&mut cfg);
         if let Some(v) = self.max_turn_tokens {
             cfg.rl.max_turn_tokens = v;
         }

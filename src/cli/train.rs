@@ -31,11 +31,10 @@ pub struct RunOpts {
     seed: Option<u64>,
 }
 
-/// `flowrl train`.
+/// Budget flags shared by `flowrl train` and `flowrl compare`; each one
+/// left out keeps the value of the config file or preset.
 #[derive(Debug, Args)]
-pub struct TrainArgs {
-    #[command(flatten)]
-    opts: RunOpts,
+pub struct BudgetArgs {
     /// RL steps.
     #[arg(long)]
     steps: Option<usize>,
@@ -48,6 +47,33 @@ pub struct TrainArgs {
     /// Rollouts per task (G).
     #[arg(long)]
     group_size: Option<usize>,
+}
+
+impl BudgetArgs {
+    /// Writes the given flags into `cfg`.
+    pub fn apply(&self, cfg: &mut TrainConfig) {
+        if let Some(v) = self.steps {
+            cfg.rl.steps = v;
+        }
+        if let Some(v) = self.warmup_steps {
+            cfg.warmup.steps = v;
+        }
+        if let Some(v) = self.tasks_per_step {
+            cfg.rl.tasks_per_step = v;
+        }
+        if let Some(v) = self.group_size {
+            cfg.rl.group_size = v;
+        }
+    }
+}
+
+/// `flowrl train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    opts: RunOpts,
+    #[command(flatten)]
+    budget: BudgetArgs,
     /// Continue from the run's latest checkpoint.
     #[arg(long)]
     resume: bool,
@@ -149,18 +175,7 @@ pub fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut cfg = load_config(&args.opts)?;
-    if let Some(s) = args.steps {
-        cfg.rl.steps = s;
-    }
-    if let Some(s) = args.warmup_steps {
-        cfg.warmup.steps = s;
-    }
-    if let Some(s) = args.tasks_per_step {
-        cfg.rl.tasks_per_step = s;
-    }
-    if let Some(s) = args.group_size {
-        cfg.rl.group_size = s;
-    }
+    args.budget.apply(&mut cfg);
     if args.save_rollouts {
         cfg.save_rollouts = true;
     }
