@@ -189,7 +189,13 @@ fn backward_typed<T: Element>(x: &[T], rows: &[RowGrad], v: usize) -> Vec<T> {
 }
 
 fn check_targets(targets: &Tensor, v: usize) -> Result<()> {
-    if let Some((row, &t)) = slice::<i32>(targets)
+    check_target_ids(slice::<i32>(targets), v)
+}
+
+/// [`KernelError::TargetOutOfRange`] for the first target outside `[0, v)`
+/// (host values; the CUDA path checks its downloaded targets with it too).
+pub(crate) fn check_target_ids(targets: &[i32], v: usize) -> Result<()> {
+    if let Some((row, &t)) = targets
         .iter()
         .enumerate()
         .find(|&(_, &t)| t < 0 || t as usize >= v)

@@ -614,18 +614,7 @@ impl CudaDevice {
             .stream
             .clone_dtoh(typed::<i32>(targets)?)
             .map_err(drv("download"))?;
-        if let Some((row, &t)) = y
-            .iter()
-            .enumerate()
-            .find(|&(_, &t)| t < 0 || t as usize >= v)
-        {
-            return Err(KernelError::TargetOutOfRange {
-                row,
-                target: i64::from(t),
-                vocab: v,
-            });
-        }
-        Ok(())
+        crate::cpu::check_target_ids(&y, v)
     }
 
     /// Launches `logprob_bwd`; with `src = None` it reads and writes `out`.
@@ -760,30 +749,12 @@ impl CudaDevice {
         if let Some(e) = inp.entropy {
             lens.push(("entropy", e.len()));
         }
-        for (field, got) in lens {
-            if got != n {
-                return Err(ObjectiveError::LengthMismatch {
-                    field,
-                    expected: n,
-                    got,
-                }
-                .into());
-            }
-        }
-        if c.kl_coef > 0.0 && inp.ref_logprobs.is_none() {
-            return Err(ObjectiveError::MissingInput {
-                field: "ref_logprobs",
-                reason: "kl_coef > 0 needs reference log-probs",
-            }
-            .into());
-        }
-        if c.entropy_coef != 0.0 && inp.entropy.is_none() {
-            return Err(ObjectiveError::MissingInput {
-                field: "entropy",
-                reason: "entropy_coef ≠ 0 needs per-token entropies",
-            }
-            .into());
-        }
+        flowrl_objectives::check_lengths(n, &lens)?;
+        flowrl_objectives::check_optional_inputs(
+            c,
+            inp.ref_logprobs.is_some(),
+            inp.entropy.is_some(),
+        )?;
         let nb = inp.advantages.len();
         let lp = typed::<f32>(inp.logprobs)?;
         let old = typed::<f32>(inp.old_logprobs)?;

@@ -45,5 +45,7 @@ pub use config::{
 };
 pub use error::ObjectiveError;
 pub use float::Float;
-pub use loss::{LossOutput, LossStats, TokenBatch, compute, compute_into};
+pub use loss::{
+    LossOutput, LossStats, TokenBatch, check_lengths, check_optional_inputs, compute, compute_into,
+};
 pub use request::{LossRequest, LossResponse};

@@ -243,10 +243,6 @@ fn check_shapes<F: Float>(
     config: &ObjectiveConfig,
     grad_len: usize,
 ) -> Result<(), ObjectiveError> {
-    let n = b.logprobs.len();
-    if n == 0 {
-        return Err(ObjectiveError::EmptyBatch("no token positions"));
-    }
     let mut lens = vec![
         ("old_logprobs", b.old_logprobs.len()),
         ("mask", b.mask.len()),
@@ -260,15 +256,7 @@ fn check_shapes<F: Float>(
     if let Some(e) = b.entropy {
         lens.push(("entropy", e.len()));
     }
-    for (field, got) in lens {
-        if got != n {
-            return Err(ObjectiveError::LengthMismatch {
-                field,
-                expected: n,
-                got,
-            });
-        }
-    }
+    check_lengths(b.logprobs.len(), &lens)?;
     if let Some((index, a)) = b
         .advantages
         .iter()
@@ -281,13 +269,46 @@ fn check_shapes<F: Float>(
             value: a.to_f64(),
         });
     }
-    if config.kl_coef > 0.0 && b.ref_logprobs.is_none() {
+    check_optional_inputs(config, b.ref_logprobs.is_some(), b.entropy.is_some())
+}
+
+/// Checks that a batch of `n` token positions is not empty and that every
+/// per-token input `(name, length)` has length `n`.
+///
+/// # Errors
+/// [`ObjectiveError::EmptyBatch`] for `n = 0`, else
+/// [`ObjectiveError::LengthMismatch`] naming the first input of another length.
+pub fn check_lengths(n: usize, lens: &[(&'static str, usize)]) -> Result<(), ObjectiveError> {
+    if n == 0 {
+        return Err(ObjectiveError::EmptyBatch("no token positions"));
+    }
+    match lens.iter().find(|(_, got)| *got != n) {
+        Some(&(field, got)) => Err(ObjectiveError::LengthMismatch {
+            field,
+            expected: n,
+            got,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks that the inputs `config` needs besides the log-probs are present:
+/// reference log-probs for a KL term, per-token entropies for an entropy bonus.
+///
+/// # Errors
+/// [`ObjectiveError::MissingInput`] naming the absent input.
+pub fn check_optional_inputs(
+    config: &ObjectiveConfig,
+    has_ref: bool,
+    has_entropy: bool,
+) -> Result<(), ObjectiveError> {
+    if config.kl_coef > 0.0 && !has_ref {
         return Err(ObjectiveError::MissingInput {
             field: "ref_logprobs",
             reason: "kl_coef > 0 needs reference log-probs",
         });
     }
-    if config.entropy_coef != 0.0 && b.entropy.is_none() {
+    if config.entropy_coef != 0.0 && !has_entropy {
         return Err(ObjectiveError::MissingInput {
             field: "entropy",
             reason: "entropy_coef ≠ 0 needs per-token entropies",
