@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use flowrl_kernels::{AdamWStep, Device, LossInputs};
+use flowrl_kernels::{AdamWStep, Device, LossInputs, Tensor};
 use flowrl_objectives::Algorithm;
 use flowrl_optim::AdamWConfig;
 use half::bf16;
@@ -54,6 +54,54 @@ fn layout(n: usize) -> (Vec<u8>, Vec<i32>, Vec<i32>, usize) {
         }
     }
     (mask, sub, traj, n.div_ceil(512))
+}
+
+/// The policy-loss inputs of a [`layout`] batch of `n` positions, on `d`:
+/// log-probs near −1, old (= reference) log-probs equal to them or, with
+/// `jitter`, perturbed by up to 0.01, and advantages in [0, 0.25).
+struct LossTensors {
+    lp: Tensor,
+    old: Tensor,
+    adv: Tensor,
+    mask: Tensor,
+    sub: Tensor,
+    traj: Tensor,
+}
+
+impl LossTensors {
+    fn new(d: &Device, rng: &mut Rng, n: usize, jitter: bool) -> Self {
+        let (mask, sub, traj, nb) = layout(n);
+        let lp: Vec<f32> = (0..n).map(|_| -1.0 + 0.1 * rng.next_f32()).collect();
+        let old: Vec<f32> = if jitter {
+            lp.iter().map(|&a| a + 0.01 * rng.next_f32()).collect()
+        } else {
+            lp.clone()
+        };
+        let adv: Vec<f32> = (0..nb).map(|_| rng.next_f32() * 0.25).collect();
+        let t = |v: &[f32]| d.tensor(v, &[v.len()]).expect("tensor");
+        LossTensors {
+            lp: t(&lp),
+            old: t(&old),
+            adv: t(&adv),
+            mask: d.tensor(&mask, &[n]).expect("mask"),
+            sub: d.tensor(&sub, &[n]).expect("subseq"),
+            traj: d.tensor(&traj, &[n]).expect("traj"),
+        }
+    }
+
+    /// The inputs, with the old log-probs as the KL reference.
+    fn inputs(&self) -> LossInputs<'_> {
+        LossInputs {
+            logprobs: &self.lp,
+            old_logprobs: &self.old,
+            ref_logprobs: Some(&self.old),
+            entropy: None,
+            mask: &self.mask,
+            subseq: &self.sub,
+            traj: &self.traj,
+            advantages: &self.adv,
+        }
+    }
 }
 
 fn table(title: &str, rows: &[Row], copy_gbs: Option<f64>) {
@@ -141,27 +189,8 @@ fn cpu_rows(reps: usize) -> Vec<Row> {
     });
     // Policy loss alone at 1 M tokens.
     let nt = 1 << 20;
-    let (mask, sub, traj, nb) = layout(nt);
-    let lp: Vec<f32> = (0..nt).map(|_| -1.0 + 0.1 * rng.next_f32()).collect();
-    let old: Vec<f32> = lp.iter().map(|&a| a + 0.01 * rng.next_f32()).collect();
-    let adv: Vec<f32> = (0..nb).map(|_| rng.next_f32() * 0.25).collect();
-    let t = |v: &[f32]| d.tensor(v, &[v.len()]).expect("tensor");
-    let (lpt, oldt, reft, advt) = (t(&lp), t(&old), t(&old), t(&adv));
-    let (mt, st, tt) = (
-        d.tensor(&mask, &[nt]).expect("mask"),
-        d.tensor(&sub, &[nt]).expect("subseq"),
-        d.tensor(&traj, &[nt]).expect("traj"),
-    );
-    let inputs = LossInputs {
-        logprobs: &lpt,
-        old_logprobs: &oldt,
-        ref_logprobs: Some(&reft),
-        entropy: None,
-        mask: &mt,
-        subseq: &st,
-        traj: &tt,
-        advantages: &advt,
-    };
+    let loss_tensors = LossTensors::new(&d, &mut rng, nt, true);
+    let inputs = loss_tensors.inputs();
     let cfg = Algorithm::Gsspo.default_config().objective;
     let ms = time(&mut || {
         d.policy_loss(&inputs, &cfg).expect("loss");
@@ -184,25 +213,8 @@ fn cpu_rows(reps: usize) -> Vec<Row> {
         d.tensor(&wl, &[vl, dl]).expect("w"),
         d.tensor(&yl, &[nl]).expect("y"),
     );
-    let (mask_l, sub_l, traj_l, nb_l) = layout(nl);
-    let lpl: Vec<f32> = (0..nl).map(|_| -1.0 + 0.1 * rng.next_f32()).collect();
-    let advl: Vec<f32> = (0..nb_l).map(|_| rng.next_f32() * 0.25).collect();
-    let (oldl, advlt) = (t(&lpl), t(&advl));
-    let (ml, sl, tl) = (
-        d.tensor(&mask_l, &[nl]).expect("mask"),
-        d.tensor(&sub_l, &[nl]).expect("subseq"),
-        d.tensor(&traj_l, &[nl]).expect("traj"),
-    );
-    let inputs_l = LossInputs {
-        logprobs: &oldl,
-        old_logprobs: &oldl,
-        ref_logprobs: Some(&oldl),
-        entropy: None,
-        mask: &ml,
-        subseq: &sl,
-        traj: &tl,
-        advantages: &advlt,
-    };
+    let loss_tensors_l = LossTensors::new(&d, &mut rng, nl, false);
+    let inputs_l = loss_tensors_l.inputs();
     let ms = time(&mut || {
         d.fused_linear_policy_loss(&ht, &wt, &ylt, &inputs_l, &cfg, 128)
             .expect("fused linear");
@@ -379,26 +391,8 @@ fn gpu_rows(reps: usize, n: usize) -> Option<(Vec<Row>, f64, String)> {
             extra: None,
         });
         // The fused GSsPO loss: forward, reduction, backward in place.
-        let (mask, sub, traj, nb) = layout(n);
-        let lp: Vec<f32> = (0..n).map(|_| -1.0 + 0.1 * rng.next_f32()).collect();
-        let adv: Vec<f32> = (0..nb).map(|_| rng.next_f32() * 0.25).collect();
-        let t = |v: &[f32]| d.tensor(v, &[v.len()]).expect("tensor");
-        let (oldt, reft, advt) = (t(&lp), t(&lp), t(&adv));
-        let (mt, st, tt) = (
-            d.tensor(&mask, &[n]).expect("mask"),
-            d.tensor(&sub, &[n]).expect("subseq"),
-            d.tensor(&traj, &[n]).expect("traj"),
-        );
-        let inputs = LossInputs {
-            logprobs: &oldt,
-            old_logprobs: &oldt,
-            ref_logprobs: Some(&reft),
-            entropy: None,
-            mask: &mt,
-            subseq: &st,
-            traj: &tt,
-            advantages: &advt,
-        };
+        let loss_tensors = LossTensors::new(&d, &mut rng, n, false);
+        let inputs = loss_tensors.inputs();
         let cfg = Algorithm::Gsspo.default_config().objective;
         cd.reset_allocated();
         let ms = timed(&mut || {
@@ -544,26 +538,8 @@ fn linear_rows(reps: usize, n: usize) -> Vec<LinearRow> {
             None,
             None,
         ));
-        let (mask, sub, traj, nb) = layout(n);
-        let lp: Vec<f32> = (0..n).map(|_| -1.0 + 0.1 * rng.next_f32()).collect();
-        let adv: Vec<f32> = (0..nb).map(|_| rng.next_f32() * 0.25).collect();
-        let t = |x: &[f32]| d.tensor(x, &[x.len()]).expect("tensor");
-        let (oldt, advt) = (t(&lp), t(&adv));
-        let (mt, st, tt) = (
-            d.tensor(&mask, &[n]).expect("mask"),
-            d.tensor(&sub, &[n]).expect("subseq"),
-            d.tensor(&traj, &[n]).expect("traj"),
-        );
-        let inputs = LossInputs {
-            logprobs: &oldt,
-            old_logprobs: &oldt,
-            ref_logprobs: Some(&oldt),
-            entropy: None,
-            mask: &mt,
-            subseq: &st,
-            traj: &tt,
-            advantages: &advt,
-        };
+        let loss_tensors = LossTensors::new(&d, &mut rng, n, false);
+        let inputs = loss_tensors.inputs();
         let cfg = Algorithm::Gsspo.default_config().objective;
         cd.reset_allocated();
         let ms = timed(&mut || {
