@@ -6,7 +6,9 @@ use rayon::prelude::*;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::float::{Float, Mat, map_tasks, matmul};
-use crate::forward::{Activations, LayerActs, check_tokens, head_chunk_rows, strided};
+use crate::forward::{
+    Activations, LayerActs, Support, check_tokens, head_chunk_rows, nucleus, strided,
+};
 use crate::ops::{RopeTable, head_attention, linear_backward, rmsnorm_backward, sigmoid};
 use crate::weights::{GradMode, Layer, Model, Param};
 
@@ -230,13 +232,32 @@ impl<T: Float> Model<T> {
             dlogits
                 .par_chunks_mut(vocab)
                 .zip(idx.par_iter())
-                .for_each(|(row, &t)| {
-                    let m = row.iter().fold(T::NEG_INFINITY, |a, &b| a.max(b));
-                    let mut sum = T::ZERO;
-                    for v in row.iter_mut() {
-                        *v = (*v - m).exp();
-                        sum += *v;
-                    }
+                .for_each_init(Vec::new, |order, (row, &t)| {
+                    let sum = match acts.support {
+                        Support::Full => {
+                            let m = row.iter().fold(T::NEG_INFINITY, |a, &b| a.max(b));
+                            let mut sum = T::ZERO;
+                            for v in row.iter_mut() {
+                                *v = (*v - m).exp();
+                                sum += *v;
+                            }
+                            sum
+                        }
+                        Support::Nucleus { top_p } => {
+                            // Only the nucleus's logits get a gradient.
+                            let target = acts.targets[t] as usize;
+                            let (m, k, sum) = nucleus(row, target, top_p, order);
+                            let kept: Vec<(usize, T)> = order[..k]
+                                .iter()
+                                .map(|&i| (i, (row[i] - m).exp()))
+                                .collect();
+                            row.fill(T::ZERO);
+                            for (i, e) in kept {
+                                row[i] = e;
+                            }
+                            sum
+                        }
+                    };
                     let g = dlp[t];
                     let f = -g / sum;
                     for v in row.iter_mut() {

@@ -114,6 +114,86 @@ pub(crate) struct LayerActs<T> {
     pub act: Vec<T>,
 }
 
+/// The tokens a log-prob's softmax is normalised over.
+///
+/// A policy sampled with nucleus (top-p) sampling draws from the softmax
+/// renormalised over the nucleus; [`Support::Nucleus`] gives the log-probs
+/// of that distribution, so that a policy-gradient update differentiates the
+/// policy that produced the samples. Its gradient leaves the logits outside
+/// the nucleus untouched (the full softmax's gradient would raise them each
+/// time a sampled token is pushed down).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Support {
+    /// Every token (the plain softmax).
+    #[default]
+    Full,
+    /// The smallest set of most likely tokens whose probability reaches
+    /// `top_p` (ties broken by lower id, as in
+    /// [`generate`](crate::generate())), plus the target token when it
+    /// falls outside; temperature 1. The set is recomputed from the current
+    /// logits at every evaluation. Costs a sort of each row (`V log V`).
+    Nucleus {
+        /// Probability mass of the nucleus, in (0, 1].
+        top_p: f64,
+    },
+}
+
+impl Support {
+    /// Checks `top_p ∈ (0, 1]`.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`] naming the value.
+    pub fn validate(self) -> Result<(), ModelError> {
+        match self {
+            Support::Full => Ok(()),
+            Support::Nucleus { top_p } if top_p > 0.0 && top_p <= 1.0 => Ok(()),
+            Support::Nucleus { top_p } => Err(ModelError::InvalidInput(format!(
+                "nucleus top_p {top_p} is not in (0, 1]"
+            ))),
+        }
+    }
+}
+
+/// The nucleus of `top_p` (plus `target`) of one row of logits: leaves
+/// its token ids in `order[..k]` and returns `(max logit, k, Σ exp(z − max)
+/// over the nucleus)`. `order` is scratch space for the sort.
+pub(crate) fn nucleus<T: Float>(
+    row: &[T],
+    target: usize,
+    top_p: f64,
+    order: &mut Vec<usize>,
+) -> (T, usize, T) {
+    let m = row.iter().fold(T::NEG_INFINITY, |a, &b| a.max(b));
+    let total: f64 = row.iter().map(|&v| (v - m).exp().to_f64()).sum();
+    order.clear();
+    order.extend(0..row.len());
+    order.sort_unstable_by(|&a, &b| row[b].to_f64().total_cmp(&row[a].to_f64()).then(a.cmp(&b)));
+    let mut acc = 0.0;
+    let mut sum = T::ZERO;
+    let mut k = 0;
+    let mut has_target = false;
+    while k < order.len() {
+        let e = (row[order[k]] - m).exp();
+        sum += e;
+        has_target |= order[k] == target;
+        k += 1;
+        acc += e.to_f64() / total;
+        if acc >= top_p {
+            break;
+        }
+    }
+    if !has_target {
+        let at = order[k..]
+            .iter()
+            .position(|&i| i == target)
+            .map_or(k, |p| k + p);
+        order.swap(k, at);
+        sum += (row[target] - m).exp();
+        k += 1;
+    }
+    (m, k, sum)
+}
+
 /// The activations of one forward pass, consumed by
 /// [`Model::backward`](crate::Model::backward).
 #[derive(Debug, Clone)]
@@ -126,6 +206,7 @@ pub struct Activations<T> {
     pub(crate) x_last: Vec<T>,
     pub(crate) inv_final: Vec<T>,
     pub(crate) hidden: Vec<T>,
+    pub(crate) support: Support,
 }
 
 impl<T> Activations<T> {
@@ -349,6 +430,7 @@ impl<T: Float> Model<T> {
             x_last: x,
             inv_final,
             hidden: hidden.clone(),
+            support: Support::Full,
         });
         Ok((hidden, acts))
     }
@@ -385,9 +467,10 @@ impl<T: Float> Model<T> {
         logits
     }
 
-    /// `log softmax(logits)[target]` per row of `hidden`, computing the
-    /// logits chunk by chunk so that `[N, V]` is never held at once.
-    pub(crate) fn head_logprobs(&self, hidden: &[T], targets: &[u32]) -> Vec<T> {
+    /// `log softmax(logits)[target]` per row of `hidden` over `support`,
+    /// computing the logits chunk by chunk so that `[N, V]` is never held
+    /// at once.
+    pub(crate) fn head_logprobs(&self, hidden: &[T], targets: &[u32], support: Support) -> Vec<T> {
         let (d, vocab) = (self.config.hidden_size, self.config.vocab_size);
         let chunk = head_chunk_rows(vocab);
         let mut out = Vec::with_capacity(targets.len());
@@ -396,7 +479,13 @@ impl<T: Float> Model<T> {
             let lps: Vec<T> = logits
                 .par_chunks(vocab)
                 .zip(tc.par_iter())
-                .map(|(row, &t)| row[t as usize] - log_sum_exp(row))
+                .map(|(row, &t)| match support {
+                    Support::Full => row[t as usize] - log_sum_exp(row),
+                    Support::Nucleus { top_p } => {
+                        let (m, _, sum) = nucleus(row, t as usize, top_p, &mut Vec::new());
+                        row[t as usize] - m - sum.ln()
+                    }
+                })
                 .collect();
             out.extend(lps);
         }
@@ -415,9 +504,25 @@ impl<T: Float> Model<T> {
         input: &Packed<'_>,
         targets: &[u32],
     ) -> Result<Vec<T>, ModelError> {
+        self.token_logprobs_over(input, targets, Support::Full)
+    }
+
+    /// [`Self::token_logprobs`] with the softmax normalised over `support`
+    /// (see [`Support`]).
+    ///
+    /// # Errors
+    /// As [`Self::token_logprobs`]; [`ModelError::InvalidInput`] for a
+    /// `top_p` outside (0, 1].
+    pub fn token_logprobs_over(
+        &self,
+        input: &Packed<'_>,
+        targets: &[u32],
+        support: Support,
+    ) -> Result<Vec<T>, ModelError> {
+        support.validate()?;
         self.check_targets(input, targets)?;
         let hidden = self.forward_hidden(input)?;
-        Ok(self.head_logprobs(&hidden, targets))
+        Ok(self.head_logprobs(&hidden, targets, support))
     }
 
     fn check_targets(&self, input: &Packed<'_>, targets: &[u32]) -> Result<(), ModelError> {
@@ -441,10 +546,26 @@ impl<T: Float> Model<T> {
         input: &Packed<'_>,
         targets: &[u32],
     ) -> Result<(Vec<T>, Activations<T>), ModelError> {
+        self.forward_train_over(input, targets, Support::Full)
+    }
+
+    /// [`Self::forward_train`] over `support`; the backward pass then
+    /// differentiates the same normalisation.
+    ///
+    /// # Errors
+    /// As [`Self::token_logprobs_over`].
+    pub fn forward_train_over(
+        &self,
+        input: &Packed<'_>,
+        targets: &[u32],
+        support: Support,
+    ) -> Result<(Vec<T>, Activations<T>), ModelError> {
+        support.validate()?;
         self.check_targets(input, targets)?;
         let (hidden, acts) = self.run(input, true)?;
         let mut acts = acts.ok_or_else(|| ModelError::InvalidInput("no activations".into()))?;
         acts.targets = targets.to_vec();
-        Ok((self.head_logprobs(&hidden, targets), acts))
+        acts.support = support;
+        Ok((self.head_logprobs(&hidden, targets, support), acts))
     }
 }

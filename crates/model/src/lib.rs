@@ -45,7 +45,7 @@ pub mod weights;
 pub use config::{Architecture, ModelConfig, model_config_schema_json};
 pub use error::ModelError;
 pub use float::Float;
-pub use forward::{Activations, Packed};
+pub use forward::{Activations, Packed, Support};
 pub use generate::{Decode, GenerateConfig, Generation, KvCache, StopReason, generate};
 pub use lora::LoraConfig;
 pub use weights::{

@@ -1,7 +1,9 @@
 //! Generation: agreement with teacher-forced scoring, determinism, batching,
 //! greedy decoding, filters and stop conditions.
 
-use flowrl_model::{GenerateConfig, Model, ModelConfig, ModelError, Packed, StopReason, generate};
+use flowrl_model::{
+    GenerateConfig, Model, ModelConfig, ModelError, Packed, StopReason, Support, generate,
+};
 
 fn model() -> Model<f32> {
     let cfg = ModelConfig {
@@ -68,6 +70,46 @@ fn sampler_raw_logprobs_equal_teacher_forced_logprobs() {
                 .all(|&x| x <= 1e-6 && x.is_finite())
         );
     }
+}
+
+/// At temperature 1 with top-p, the sampler's own log-probs are those of
+/// the nucleus distribution that `token_logprobs_over` scores.
+#[test]
+fn nucleus_sampling_logprobs_equal_teacher_forced_nucleus_logprobs() {
+    let m = model();
+    let top_p = 0.8;
+    let cfg = GenerateConfig {
+        max_new_tokens: 24,
+        top_p,
+        seed: 4,
+        ..GenerateConfig::default()
+    };
+    let ps = prompts();
+    let out = generate(&m, &ps, &cfg, None).unwrap();
+    let mut truncated = 0;
+    for (p, g) in ps.iter().zip(&out) {
+        let seq: Vec<u32> = p.iter().chain(&g.tokens).copied().collect();
+        let (inputs, targets) = (&seq[..seq.len() - 1], &seq[1..]);
+        let pos: Vec<u32> = (0..inputs.len() as u32).collect();
+        let offsets = [0, inputs.len()];
+        let input = Packed::new(inputs, &pos, &offsets);
+        let lp = m
+            .token_logprobs_over(&input, targets, Support::Nucleus { top_p })
+            .unwrap();
+        for ((a, b), raw) in g
+            .sample_logprobs
+            .iter()
+            .zip(&lp[p.len() - 1..])
+            .zip(&g.raw_logprobs)
+        {
+            assert!((a - b).abs() <= 1e-4, "{a} vs {b}");
+            truncated += usize::from(b - raw > 1e-3);
+        }
+    }
+    assert!(
+        truncated > 5,
+        "the nucleus rarely differs from the full softmax"
+    );
 }
 
 #[test]

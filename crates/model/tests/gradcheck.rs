@@ -3,7 +3,7 @@
 //! projections through RoPE and softmax, q/k norms, SwiGLU MLP, LM head)
 //! and for LoRA adapters.
 
-use flowrl_model::{Architecture, GradMode, LoraConfig, Model, ModelConfig, Packed};
+use flowrl_model::{Architecture, GradMode, LoraConfig, Model, ModelConfig, Packed, Support};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -77,18 +77,29 @@ fn batch(vocab: u32, rows: &[usize], seed: u64) -> Batch {
     b
 }
 
-fn objective(m: &Model<f64>, b: &Batch) -> f64 {
+fn objective(m: &Model<f64>, b: &Batch, support: Support) -> f64 {
     let input = Packed::new(&b.tokens, &b.positions, &b.offsets);
-    let lp = m.token_logprobs(&input, &b.targets).unwrap();
+    let lp = m.token_logprobs_over(&input, &b.targets, support).unwrap();
     lp.iter().zip(&b.coef).map(|(l, c)| l * c).sum()
 }
 
 /// Compares analytic gradients with central differences on a sample of
 /// entries of every parameter of `mode`. Returns how many were checked.
 fn check(m: &mut Model<f64>, b: &Batch, mode: GradMode, per_tensor: usize) -> usize {
+    check_over(m, b, mode, per_tensor, Support::Full)
+}
+
+/// [`check`] for log-probs normalised over `support`.
+fn check_over(
+    m: &mut Model<f64>,
+    b: &Batch,
+    mode: GradMode,
+    per_tensor: usize,
+    support: Support,
+) -> usize {
     let input = Packed::new(&b.tokens, &b.positions, &b.offsets);
     m.zero_grad(mode);
-    let (_, acts) = m.forward_train(&input, &b.targets).unwrap();
+    let (_, acts) = m.forward_train_over(&input, &b.targets, support).unwrap();
     m.backward(&acts, &b.coef, mode).unwrap();
     let grads: Vec<(String, Vec<f64>)> = m
         .trainable_mut(mode)
@@ -109,9 +120,9 @@ fn check(m: &mut Model<f64>, b: &Batch, mode: GradMode, per_tensor: usize) -> us
         for j in picks {
             let orig = m.trainable_mut(mode)[pi].value[j];
             m.trainable_mut(mode)[pi].value[j] = orig + h;
-            let up = objective(m, b);
+            let up = objective(m, b, support);
             m.trainable_mut(mode)[pi].value[j] = orig - h;
-            let down = objective(m, b);
+            let down = objective(m, b, support);
             m.trainable_mut(mode)[pi].value[j] = orig;
             let fd = (up - down) / (2.0 * h);
             let err = (fd - grad[j]).abs();
@@ -133,6 +144,67 @@ fn qwen2_tied_full_gradients_match_finite_differences() {
     let b = batch(cfg.vocab_size as u32, &[5, 3, 4], 2);
     let n = check(&mut m, &b, GradMode::Full, 12);
     assert!(n > 150);
+}
+
+/// Log-probs over the top-p nucleus: the definition (checked naively in
+/// f64 from the logits), the full softmax at `top_p = 1`, and gradients
+/// against finite differences.
+#[test]
+fn nucleus_log_probs_match_their_definition_and_finite_differences() {
+    let cfg = small(Architecture::Qwen2, true);
+    let mut m = model(&cfg, 5);
+    let vocab = cfg.vocab_size;
+    let b = batch(vocab as u32, &[6, 4], 6);
+    let input = Packed::new(&b.tokens, &b.positions, &b.offsets);
+    let top_p = 0.6;
+    let nuc = Support::Nucleus { top_p };
+    let lp = m.token_logprobs_over(&input, &b.targets, nuc).unwrap();
+    let logits = m.forward_logits(&input).unwrap();
+    let mut sizes = Vec::new();
+    for (t, row) in logits.chunks(vocab).enumerate() {
+        let mx = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let p: Vec<f64> = row.iter().map(|z| (z - mx).exp()).collect();
+        let total: f64 = p.iter().sum();
+        let mut idx: Vec<usize> = (0..vocab).collect();
+        idx.sort_by(|&a, &c| p[c].total_cmp(&p[a]).then(a.cmp(&c)));
+        let (mut acc, mut set) = (0.0, Vec::new());
+        for &i in &idx {
+            set.push(i);
+            acc += p[i] / total;
+            if acc >= top_p {
+                break;
+            }
+        }
+        let target = b.targets[t] as usize;
+        if !set.contains(&target) {
+            set.push(target);
+        }
+        sizes.push(set.len());
+        let want = (p[target] / set.iter().map(|&i| p[i]).sum::<f64>()).ln();
+        assert!(
+            (lp[t] - want).abs() < 1e-12,
+            "position {t}: {} vs {want}",
+            lp[t]
+        );
+    }
+    // The check means something: nuclei of several sizes, none the whole
+    // vocabulary.
+    assert!(
+        sizes.iter().any(|&k| k > 2) && sizes.iter().all(|&k| k < vocab),
+        "{sizes:?}"
+    );
+    let full = m.token_logprobs(&input, &b.targets).unwrap();
+    let one = m
+        .token_logprobs_over(&input, &b.targets, Support::Nucleus { top_p: 1.0 })
+        .unwrap();
+    for (a, c) in full.iter().zip(&one) {
+        assert!((a - c).abs() < 1e-12);
+    }
+    assert!(check_over(&mut m, &b, GradMode::Full, 12, nuc) > 150);
+    for bad in [0.0, -0.1, 1.5, f64::NAN] {
+        let r = m.token_logprobs_over(&input, &b.targets, Support::Nucleus { top_p: bad });
+        assert!(r.is_err(), "top_p {bad} accepted");
+    }
 }
 
 #[test]
