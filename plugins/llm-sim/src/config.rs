@@ -154,6 +154,13 @@ pub struct SimConfig {
     pub call_cost: f64,
     /// Skills per task family (`qa`, `math`, `code`; others use `qa`).
     pub skills: BTreeMap<String, FamilySkills>,
+    /// How much solving attempts on the same task agree, in [0, 1]: each
+    /// attempt (an answer, a program, a fix) reads the task's own
+    /// difficulty instead of an independent draw with this probability.
+    /// Success rates stay those of the skill table; 0 makes every attempt
+    /// independent (easy and hard tasks do not exist).
+    #[serde(default)]
+    pub task_correlation: f64,
 }
 
 impl Default for SimConfig {
@@ -168,6 +175,7 @@ impl Default for SimConfig {
             truncate_rate: 0.01,
             call_cost: 0.01,
             skills,
+            task_correlation: 0.0,
         }
     }
 }
@@ -196,6 +204,7 @@ impl SimConfig {
         };
         check("malformed_rate", self.malformed_rate)?;
         check("truncate_rate", self.truncate_rate)?;
+        check("task_correlation", self.task_correlation)?;
         if !self.call_cost.is_finite() || self.call_cost < 0.0 {
             return Err(format!(
                 "call_cost = {} must be finite and ≥ 0",

@@ -16,7 +16,9 @@
 //! reply regardless of call order, like a greedy (temperature 0) model;
 //! requests that differ (another instruction, a retry with a hint, other
 //! inputs) draw independently, and `MultiAnswerGenerate`'s three answers are
-//! three independent draws. With probability `malformed_rate` a reply drops
+//! three independent draws — unless `task_correlation` > 0, with which
+//! solving attempts on one task share the task's difficulty (see
+//! [`SimConfig::task_correlation`]). With probability `malformed_rate` a reply drops
 //! a closing tag and with `truncate_rate` it is cut with
 //! `finish_reason = "length"`, to exercise the operators' retries.
 

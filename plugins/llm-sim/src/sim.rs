@@ -130,7 +130,8 @@ pub(crate) fn respond(config: &SimConfig, req: &ChatRequest) -> ChatResponse {
         Some(side) => {
             let key = serde_json::to_vec(&(&req.messages, &req.metadata)).unwrap_or_default();
             let dice = Dice { seed: config.seed, key };
-            let sim = Sim { skills: config.skills_for(&side.family), gold: side.gold.as_ref().map(Gold::from_value).unwrap_or_default(), side, dice };
+            let difficulty = Difficulty::of(config, &side.task_id);
+            let sim = Sim { skills: config.skills_for(&side.family), gold: side.gold.as_ref().map(Gold::from_value).unwrap_or_default(), side, dice, difficulty };
             let text = sim.answer();
             sim.noise(config, text)
         }
@@ -158,6 +159,32 @@ struct Sim {
     gold: Gold,
     side: SideChannel,
     dice: Dice,
+    difficulty: Difficulty,
+}
+
+/// A task's difficulty as solvers see it: a uniform number per task (seed
+/// and task id) that a solving attempt reads instead of its own draw with
+/// probability `task_correlation`. Each attempt still succeeds with its
+/// skill's probability (a mixture of uniforms is uniform), but attempts on
+/// the same task agree more often: a task one solver finds hard tends to be
+/// hard for the others.
+struct Difficulty {
+    correlation: f64,
+    u: f64,
+}
+
+impl Difficulty {
+    fn of(config: &SimConfig, task_id: &str) -> Self {
+        let h = stable_hash(&[
+            &config.seed.to_le_bytes(),
+            b"difficulty",
+            task_id.as_bytes(),
+        ]);
+        Difficulty {
+            correlation: config.task_correlation,
+            u: (h >> 11) as f64 / (1u64 << 53) as f64,
+        }
+    }
 }
 
 impl Sim {
@@ -239,9 +266,22 @@ impl Sim {
     /// A right answer with probability `p`, else a wrong one (`label` varies the draw).
     fn attempt(&self, label: &str, p: f64) -> String {
         match self.right() {
-            Some(r) if self.dice.chance(label, p) => r,
+            Some(r) if self.solves(label, p) => r,
             _ => self.wrong(label),
         }
+    }
+
+    /// Whether the solving attempt `label` with skill `p` gets it right:
+    /// its own draw, or the task's difficulty (see [`Difficulty`]).
+    fn solves(&self, label: &str, p: f64) -> bool {
+        let d = &self.difficulty;
+        let u =
+            if d.correlation > 0.0 && self.dice.chance(&format!("{label}/shared"), d.correlation) {
+                d.u
+            } else {
+                self.dice.u(label)
+            };
+        u < p
     }
 
     fn has_plan(&self) -> bool {
@@ -345,7 +385,7 @@ impl Sim {
             let code = self.attempt(label, p);
             return format!("<code>\n{code}\n</code>");
         }
-        let ok = self.right().is_some() && self.dice.chance(label, p);
+        let ok = self.right().is_some() && self.solves(label, p);
         let body = if ok {
             python_literal(&self.right().unwrap_or_default())
         } else if self

@@ -227,3 +227,71 @@ fn perturbed_code_runs_and_fails_the_tests() {
     ));
     assert!(perturb_code("def f(x):\n    pass\n").contains("def f_draft("));
 }
+
+/// Whether each of `MultiAnswerGenerate`'s three candidates is right, on
+/// `n` math tasks.
+fn candidates_right(backend: &SimBackend, n: usize) -> Vec<Vec<bool>> {
+    let r = Registry::workflow_r1();
+    (0..n)
+        .map(|i| {
+            let gold = (2 * i).to_string();
+            r.call(
+                "MultiAnswerGenerate",
+                &math_task(i),
+                &OperatorInput::default(),
+                backend,
+            )
+            .unwrap()
+            .candidates
+            .iter()
+            .map(|c| *c == gold)
+            .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn task_correlation_makes_attempts_agree_and_keeps_their_skill() {
+    let n = 400;
+    let backend = |c: f64| {
+        SimBackend::new(SimConfig {
+            seed: 3,
+            malformed_rate: 0.0,
+            truncate_rate: 0.0,
+            task_correlation: c,
+            ..SimConfig::default()
+        })
+        .unwrap()
+    };
+    let stats = |v: &[Vec<bool>]| {
+        let right = v.iter().flatten().filter(|r| **r).count() as f64 / (3 * v.len()) as f64;
+        let mixed =
+            v.iter().filter(|c| c.iter().any(|r| *r != c[0])).count() as f64 / v.len() as f64;
+        (right, mixed)
+    };
+    // Math answer skill 0.5: independent attempts disagree on 75% of tasks;
+    // with correlation c all three read the task's difficulty with
+    // probability c³, so they disagree on at most 75% · (1 − c³).
+    for (c, max_mixed) in [(0.0, 0.85), (0.8, 0.75 * (1.0 - 0.512) + 0.07), (1.0, 0.0)] {
+        let (right, mixed) = stats(&candidates_right(&backend(c), n));
+        assert!(
+            (right - 0.5).abs() < 0.07,
+            "correlation {c}: {right:.3} right, skill 0.5"
+        );
+        assert!(
+            mixed <= max_mixed,
+            "correlation {c}: attempts disagree on {mixed:.3} of tasks"
+        );
+        if c == 0.0 {
+            assert!(
+                mixed > 0.65,
+                "independent attempts disagree on only {mixed:.3}"
+            );
+        }
+    }
+    let bad = SimBackend::new(SimConfig {
+        task_correlation: 1.5,
+        ..SimConfig::default()
+    });
+    assert!(bad.is_err());
+}
