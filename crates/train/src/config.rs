@@ -140,6 +140,14 @@ pub struct RlConfig {
     pub temperature: f64,
     /// Nucleus mass of rollouts.
     pub top_p: f64,
+    /// Take the log-probs of updates (old, current and reference) from the
+    /// distribution rollouts sample: the softmax renormalised over the
+    /// `top_p` nucleus (plus the sampled token), at temperature 1. With
+    /// `false` they come from the full softmax, whose gradient raises every
+    /// token outside the nucleus whenever a sampled token is pushed down —
+    /// tokens that are never sampled, so nothing pushes them back. No effect
+    /// when `top_p` is 1.
+    pub nucleus_logprobs: bool,
     /// Top-k of rollouts (0 disables).
     pub top_k: usize,
     /// Most tokens the policy generates in one turn.
@@ -164,6 +172,7 @@ impl Default for RlConfig {
             // workflow choices (first tokens with 10–50% mass) and drops the
             // stray bytes.
             top_p: 0.9,
+            nucleus_logprobs: true,
             top_k: 0,
             max_turn_tokens: 96,
             reference: true,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use flowrl_envs::Prompt;
-use flowrl_model::{GenerateConfig, Generation, GradMode, Model, Packed, generate};
+use flowrl_model::{GenerateConfig, Generation, GradMode, Model, Packed, Support, generate};
 use flowrl_tokenizer::{ChatMessage, Tokenizer, encode_chatml};
 use flowrl_trajectory::PackedBatch;
 
@@ -69,27 +69,31 @@ impl Policy {
         Ok(generate(&self.model, contexts, cfg, Some(&decode))?)
     }
 
-    /// Log-probs of every target of a packed batch (no gradient).
+    /// Log-probs of every target of a packed batch over `support` (no
+    /// gradient).
     ///
     /// # Errors
     /// Model errors.
-    pub fn logprobs(&self, batch: &PackedBatch) -> Result<Vec<f32>, TrainError> {
-        logprobs_of(&self.model, batch)
+    pub fn logprobs(&self, batch: &PackedBatch, support: Support) -> Result<Vec<f32>, TrainError> {
+        logprobs_of(&self.model, batch, support)
     }
 
-    /// Log-probs with activations, then the backward pass of `J` given
-    /// `grad_fn(lp) = (loss, ∂J/∂lp)`; gradients are zeroed first.
-    /// Returns what `grad_fn` returned alongside.
+    /// Log-probs over `support` with activations, then the backward pass of
+    /// `J` given `grad_fn(lp) = (loss, ∂J/∂lp)`; gradients are zeroed
+    /// first. Returns what `grad_fn` returned alongside.
     ///
     /// # Errors
     /// Model errors and whatever `grad_fn` returns.
     pub fn forward_backward<R>(
         &mut self,
         batch: &PackedBatch,
+        support: Support,
         grad_fn: impl FnOnce(&[f32]) -> Result<(Vec<f32>, R), TrainError>,
     ) -> Result<R, TrainError> {
         let input = Packed::new(&batch.input_ids, &batch.position_ids, &batch.offsets);
-        let (lp, acts) = self.model.forward_train(&input, &batch.target_ids)?;
+        let (lp, acts) = self
+            .model
+            .forward_train_over(&input, &batch.target_ids, support)?;
         let (dlp, out) = grad_fn(&lp)?;
         self.model.zero_grad(self.mode);
         self.model.backward(&acts, &dlp, self.mode)?;
@@ -97,11 +101,16 @@ impl Policy {
     }
 }
 
-/// Log-probs of every target of a packed batch under `model`.
+/// Log-probs of every target of a packed batch under `model`, over
+/// `support`.
 ///
 /// # Errors
 /// Model errors.
-pub fn logprobs_of(model: &Model<f32>, batch: &PackedBatch) -> Result<Vec<f32>, TrainError> {
+pub fn logprobs_of(
+    model: &Model<f32>,
+    batch: &PackedBatch,
+    support: Support,
+) -> Result<Vec<f32>, TrainError> {
     let input = Packed::new(&batch.input_ids, &batch.position_ids, &batch.offsets);
-    Ok(model.token_logprobs(&input, &batch.target_ids)?)
+    Ok(model.token_logprobs_over(&input, &batch.target_ids, support)?)
 }

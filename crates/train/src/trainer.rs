@@ -8,7 +8,7 @@ use std::time::Instant;
 use flowrl_data::{DatasetFormat, ScoreConfig, Scorer, Task, generate_suite, load_file};
 use flowrl_envs::{CanvasEnv, Env, Services, ThinkActionEnv};
 use flowrl_llm_sim::SimBackend;
-use flowrl_model::{GradMode, Model};
+use flowrl_model::{GradMode, Model, Support};
 use flowrl_objectives::{AlgorithmConfig, ObjectiveError, TokenBatch, advantages_by_key, compute};
 use flowrl_operators::Registry;
 use flowrl_optim::{AdamWConfig, Optimizer, OptimizerConfig, ParamMut, clip_grad_norm};
@@ -391,7 +391,7 @@ impl Trainer {
             let packed = flatten_packed(&batch)?;
             let n = packed.num_policy_tokens().max(1) as f32;
             let mask = packed.loss_mask.clone();
-            let loss = self.policy.forward_backward(&packed, |lp| {
+            let loss = self.policy.forward_backward(&packed, Support::Full, |lp| {
                 let dlp: Vec<f32> = mask
                     .iter()
                     .map(|&m| if m == 1 { -1.0 / n } else { 0.0 })
@@ -473,6 +473,11 @@ impl Trainer {
             reference: Option<Vec<f32>>,
         }
         let use_ref = self.algo.objective.kl_coef != 0.0;
+        let support = if rl.nucleus_logprobs && rl.top_p < 1.0 {
+            Support::Nucleus { top_p: rl.top_p }
+        } else {
+            Support::Full
+        };
         if use_ref && self.reference.is_none() {
             return Err(TrainError::config(
                 "algorithm.objective.kl_coef",
@@ -486,9 +491,9 @@ impl Trainer {
                 .map(|&i| episodes[i].trajectory.clone())
                 .collect();
             let batch = flatten_packed(&trajs)?;
-            let old = self.policy.logprobs(&batch)?;
+            let old = self.policy.logprobs(&batch, support)?;
             let reference = match (&self.reference, use_ref) {
-                (Some(m), true) => Some(logprobs_of(m, &batch)?),
+                (Some(m), true) => Some(logprobs_of(m, &batch, support)?),
                 _ => None,
             };
             mbs.push(Mb {
@@ -526,7 +531,7 @@ impl Trainer {
                 let objective = self.algo.objective;
                 // A non-finite log-prob or loss skips the update (zero
                 // gradient) and counts as a bad step.
-                let result = self.policy.forward_backward(&mb.batch, |lp| {
+                let result = self.policy.forward_backward(&mb.batch, support, |lp| {
                     let mut tb = TokenBatch::from_packed(&mb.batch, lp, &mb.old, &mb.adv);
                     if let Some(r) = &mb.reference {
                         tb = tb.with_ref(r);
