@@ -30,8 +30,9 @@ fn ckpt_err(path: &Path, reason: impl Into<String>) -> TrainError {
     }
 }
 
-/// Saves a checkpoint under `root/step-<step>` (weights, the frozen KL
-/// reference when there is one, optimizer state, run state) and points
+/// Saves a checkpoint under `root/step-<step>` (weights, LoRA adapters when
+/// attached, the frozen KL reference when there is one, optimizer state,
+/// run state) and points
 /// `root/latest` to it.
 ///
 /// # Errors
@@ -52,6 +53,9 @@ pub fn save(
     }
     std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     model.save_safetensors(&tmp.join("model.safetensors"))?;
+    if !model.lora_params().is_empty() {
+        model.save_lora(&tmp.join("adapter.safetensors"))?;
+    }
     if let Some(r) = reference {
         r.save_safetensors(&tmp.join("reference.safetensors"))?;
     }
@@ -82,6 +86,8 @@ pub struct Loaded {
     pub weights: PathBuf,
     /// Path of the KL reference weights, when saved.
     pub reference: Option<PathBuf>,
+    /// Path of the LoRA adapters, when the policy trained adapters.
+    pub adapter: Option<PathBuf>,
 }
 
 /// Loads the checkpoint `root/latest` points to; `None` when there is none.
@@ -109,11 +115,13 @@ pub fn load_latest(root: &Path) -> Result<Option<Loaded>, TrainError> {
         return Err(ckpt_err(&dir, "model.safetensors is missing"));
     }
     let reference = Some(dir.join("reference.safetensors")).filter(|p| p.is_file());
+    let adapter = Some(dir.join("adapter.safetensors")).filter(|p| p.is_file());
     Ok(Some(Loaded {
         dir,
         state,
         optimizer,
         weights,
         reference,
+        adapter,
     }))
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use flowrl_data::{SuiteConfig, TaskFamily};
 use flowrl_envs::{CanvasConfig, ThinkActionConfig};
 use flowrl_llm_sim::SimConfig;
-use flowrl_model::ModelConfig;
+use flowrl_model::{LoraConfig, ModelConfig};
 use flowrl_objectives::{AlgorithmConfig, Preset};
 use flowrl_operators::OperatorsConfig;
 use flowrl_optim::{AdamWConfig, OptimConfig, OptimizerConfig, ScheduleConfig};
@@ -155,6 +155,13 @@ pub struct RlConfig {
     /// Keep a frozen copy of the initial policy for the KL term (needed when
     /// the objective's `kl_coef > 0`).
     pub reference: bool,
+    /// Train only low-rank adapters during RL: they are attached to the
+    /// warmed-up weights when RL starts (B = 0, so the policy is unchanged
+    /// at first) and the base weights stay frozen; the KL reference is the
+    /// warmed-up model. Checkpoints hold the adapters in
+    /// `adapter.safetensors` beside the base weights. `null` (the default)
+    /// trains every weight.
+    pub lora: Option<LoraConfig>,
 }
 
 impl Default for RlConfig {
@@ -176,6 +183,7 @@ impl Default for RlConfig {
             top_k: 0,
             max_turn_tokens: 96,
             reference: true,
+            lora: None,
         }
     }
 }
@@ -359,6 +367,10 @@ impl TrainConfig {
         positive("rl.tasks_per_step", self.rl.tasks_per_step)?;
         positive("rl.group_size", self.rl.group_size)?;
         positive("rl.ppo_epochs", self.rl.ppo_epochs)?;
+        if let Some(lora) = &self.rl.lora {
+            lora.modules()
+                .map_err(|e| TrainError::config("rl.lora", e.to_string()))?;
+        }
         positive("rl.minibatches", self.rl.minibatches)?;
         positive("rl.max_turn_tokens", self.rl.max_turn_tokens)?;
         positive("max_bad_steps", self.max_bad_steps)?;

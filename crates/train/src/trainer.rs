@@ -195,6 +195,27 @@ impl Trainer {
             if let Some(r) = &loaded.reference {
                 trainer.reference = Some(Model::from_safetensors(&mc, std::slice::from_ref(r))?);
             }
+            if let Some(a) = &loaded.adapter {
+                let Some(lora) = trainer.config.rl.lora.clone() else {
+                    return Err(TrainError::config(
+                        "rl.lora",
+                        format!(
+                            "the checkpoint {} holds LoRA adapters; resume it with the same rl.lora",
+                            loaded.dir.display()
+                        ),
+                    ));
+                };
+                trainer.policy.model.load_lora(&lora, a)?;
+                trainer.policy.mode = GradMode::Lora;
+            } else if trainer.config.rl.lora.is_some() && loaded.state.step > 0 {
+                return Err(TrainError::config(
+                    "rl.lora",
+                    format!(
+                        "the checkpoint {} trained every weight; resume it without rl.lora",
+                        loaded.dir.display()
+                    ),
+                ));
+            }
             trainer.optimizer.load_state(loaded.optimizer)?;
             trainer.updates = trainer.optimizer.step_count();
             trainer.state = loaded.state;
@@ -642,6 +663,13 @@ impl Trainer {
         if self.algo.objective.kl_coef != 0.0 && self.reference.is_none() {
             // The KL anchor is the policy RL starts from.
             self.reference = Some(self.policy.model.clone());
+        }
+        if let Some(lora) = &self.config.rl.lora
+            && self.policy.mode == GradMode::Full
+        {
+            // RL trains adapters on top of the warmed-up weights.
+            self.policy.model.attach_lora(lora)?;
+            self.policy.mode = GradMode::Lora;
         }
         let before = match self.state.eval_before {
             Some(r) => EpisodeStats {
