@@ -29,8 +29,11 @@ fn budget(dir: &std::path::Path, seed: u64) -> TrainConfig {
         },
         rl: RlConfig {
             steps: 10,
-            tasks_per_step: 6,
-            group_size: 8,
+            // Many distinct tasks, two rollouts each: the executor answers
+            // a task the same way every time, so more tasks carry more
+            // information about the workflows than more rollouts of one.
+            tasks_per_step: 24,
+            group_size: 2,
             ..base.rl.clone()
         },
         eval: EvalConfig {
@@ -44,15 +47,15 @@ fn budget(dir: &std::path::Path, seed: u64) -> TrainConfig {
 
 /// Measured on this budget with the current recipe (family tag at the end of
 /// the compact prompt, nucleus 0.9 with log-probs over the same nucleus,
-/// lr 5e-5): held-out gains +0.069 (seed 1), −0.028 (seed 2) and +0.028
-/// (seed 3), 266 s for the three seeds in release on the quiet 2-core
-/// machine (with full-softmax log-probs: +0.111, 0.000, −0.014). The first
-/// operator follows the advantage pooled over families rather than each
-/// family's own (docs/training.md, "The rise budget, second round"), and
-/// lr ≥ 1e-4 breaks the protocol. Until a recipe passes on this budget the
-/// test stays ignored.
+/// lr 5e-5, 24 tasks × G = 2 a step): held-out gains +0.167 (seed 1),
+/// −0.028 (seed 2) and +0.083 (seed 3) — mean +0.074, two seeds of three
+/// improved, so the assertions hold, with a thin margin. With 6 tasks × G = 8
+/// (the same 48 rollouts a step) the gains were +0.069, −0.028 and +0.028,
+/// and 12 × 4 gave +0.125, +0.014 and 0.000. Kept out of the default test run
+/// for now: three seeds with a margin this thin are not yet a robust rise,
+/// and the test takes 5–8 minutes on 2 cores (docs/training.md).
 #[test]
-#[ignore = "not yet robust on this budget (measured gains +0.07 / -0.03 / +0.03) and 5-10 minutes on 2 cores; run with `cargo test -p flowrl-train --test rise -- --ignored`"]
+#[ignore = "passes with a thin margin (measured gains +0.17 / -0.03 / +0.08) and takes 5-8 minutes on 2 cores; run with `cargo test -p flowrl-train --test rise -- --ignored`"]
 fn rl_beats_the_warm_up_policy_on_held_out_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let stop = AtomicBool::new(false);
