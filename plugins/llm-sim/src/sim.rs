@@ -83,6 +83,11 @@ pub fn stable_hash(parts: &[&[u8]]) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A hash mapped to a uniform number in [0, 1) (its top 53 bits).
+fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Deterministic draws for one request.
 struct Dice {
     seed: u64,
@@ -92,8 +97,11 @@ struct Dice {
 impl Dice {
     /// A uniform number in [0, 1) for `label`.
     fn u(&self, label: &str) -> f64 {
-        let h = stable_hash(&[&self.seed.to_le_bytes(), &self.key, label.as_bytes()]);
-        (h >> 11) as f64 / (1u64 << 53) as f64
+        unit(stable_hash(&[
+            &self.seed.to_le_bytes(),
+            &self.key,
+            label.as_bytes(),
+        ]))
     }
 
     fn chance(&self, label: &str, p: f64) -> bool {
@@ -175,14 +183,13 @@ struct Difficulty {
 
 impl Difficulty {
     fn of(config: &SimConfig, task_id: &str) -> Self {
-        let h = stable_hash(&[
-            &config.seed.to_le_bytes(),
-            b"difficulty",
-            task_id.as_bytes(),
-        ]);
         Difficulty {
             correlation: config.task_correlation,
-            u: (h >> 11) as f64 / (1u64 << 53) as f64,
+            u: unit(stable_hash(&[
+                &config.seed.to_le_bytes(),
+                b"difficulty",
+                task_id.as_bytes(),
+            ])),
         }
     }
 }
