@@ -232,39 +232,40 @@ impl<T: Float> Model<T> {
             dlogits
                 .par_chunks_mut(vocab)
                 .zip(idx.par_iter())
-                .for_each_init(Vec::new, |order, (row, &t)| {
-                    let sum = match acts.support {
-                        Support::Full => {
-                            let m = row.iter().fold(T::NEG_INFINITY, |a, &b| a.max(b));
-                            let mut sum = T::ZERO;
-                            for v in row.iter_mut() {
-                                *v = (*v - m).exp();
-                                sum += *v;
+                .for_each_init(
+                    || (Vec::new(), Vec::new()),
+                    |(order, kept), (row, &t)| {
+                        let sum = match acts.support {
+                            Support::Full => {
+                                let m = row.iter().fold(T::NEG_INFINITY, |a, &b| a.max(b));
+                                let mut sum = T::ZERO;
+                                for v in row.iter_mut() {
+                                    *v = (*v - m).exp();
+                                    sum += *v;
+                                }
+                                sum
                             }
-                            sum
-                        }
-                        Support::Nucleus { top_p } => {
-                            // Only the nucleus's logits get a gradient.
-                            let target = acts.targets[t] as usize;
-                            let (m, k, sum) = nucleus(row, target, top_p, order);
-                            let kept: Vec<(usize, T)> = order[..k]
-                                .iter()
-                                .map(|&i| (i, (row[i] - m).exp()))
-                                .collect();
-                            row.fill(T::ZERO);
-                            for (i, e) in kept {
-                                row[i] = e;
+                            Support::Nucleus { top_p } => {
+                                // Only the nucleus's logits get a gradient.
+                                let target = acts.targets[t] as usize;
+                                let (m, k, sum) = nucleus(row, target, top_p, order);
+                                kept.clear();
+                                kept.extend(order[..k].iter().map(|&i| (i, (row[i] - m).exp())));
+                                row.fill(T::ZERO);
+                                for &(i, e) in kept.iter() {
+                                    row[i] = e;
+                                }
+                                sum
                             }
-                            sum
+                        };
+                        let g = dlp[t];
+                        let f = -g / sum;
+                        for v in row.iter_mut() {
+                            *v *= f;
                         }
-                    };
-                    let g = dlp[t];
-                    let f = -g / sum;
-                    for v in row.iter_mut() {
-                        *v *= f;
-                    }
-                    row[acts.targets[t] as usize] += g;
-                });
+                        row[acts.targets[t] as usize] += g;
+                    },
+                );
             let head = match &mut self.lm_head {
                 Some(p) => p,
                 None => &mut self.embed,

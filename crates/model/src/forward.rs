@@ -479,10 +479,10 @@ impl<T: Float> Model<T> {
             let lps: Vec<T> = logits
                 .par_chunks(vocab)
                 .zip(tc.par_iter())
-                .map(|(row, &t)| match support {
+                .map_init(Vec::new, |order, (row, &t)| match support {
                     Support::Full => row[t as usize] - log_sum_exp(row),
                     Support::Nucleus { top_p } => {
-                        let (m, _, sum) = nucleus(row, t as usize, top_p, &mut Vec::new());
+                        let (m, _, sum) = nucleus(row, t as usize, top_p, order);
                         row[t as usize] - m - sum.ln()
                     }
                 })
