@@ -206,6 +206,16 @@ fn an_unreachable_executor_stops_the_run_with_a_clear_message() {
     );
 }
 
+/// The values of the policy's LoRA adapters, in order.
+fn adapter_values(t: &Trainer) -> Vec<Vec<f32>> {
+    t.policy()
+        .model
+        .lora_params()
+        .iter()
+        .map(|p| p.value.clone())
+        .collect()
+}
+
 #[test]
 fn lora_rl_trains_adapters_only_and_resumes_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,13 +242,7 @@ fn lora_rl_trains_adapters_only_and_resumes_them() {
         std::fs::read(step.join("reference.safetensors")).unwrap(),
         "RL changed the frozen base weights"
     );
-    let trained: Vec<Vec<f32>> = t
-        .policy()
-        .model
-        .lora_params()
-        .iter()
-        .map(|p| p.value.clone())
-        .collect();
+    let trained = adapter_values(&t);
     assert!(!trained.is_empty());
     assert!(
         t.policy()
@@ -254,14 +258,7 @@ fn lora_rl_trains_adapters_only_and_resumes_them() {
     // Resuming loads the adapters; resuming without rl.lora is refused.
     let resumed = Trainer::new(cfg.clone(), true).unwrap();
     assert_eq!(resumed.policy().mode, flowrl_model::GradMode::Lora);
-    let loaded: Vec<Vec<f32>> = resumed
-        .policy()
-        .model
-        .lora_params()
-        .iter()
-        .map(|p| p.value.clone())
-        .collect();
-    assert_eq!(loaded, trained);
+    assert_eq!(adapter_values(&resumed), trained);
     let mut full = cfg.clone();
     full.rl.lora = None;
     let err = Trainer::new(full, true)
