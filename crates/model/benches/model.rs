@@ -2,14 +2,23 @@
 //! (full fine-tuning and LoRA) and batched generation for the tiny config;
 //! forward for the Qwen2.5-0.5B shape with random weights when
 //! `FLOWRL_BENCH_05B=1` (it needs about 2.5 GB of memory and a few seconds
-//! per iteration).
+//! per iteration); and the top-p nucleus at the Qwen vocabulary size
+//! (151,936 logits a row, logits about N(0, 3²)): nucleus log-probs
+//! against full-softmax ones, and top-p sampling.
 //!
 //! `cargo bench -p flowrl-model --bench model -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Only the nucleus benches:
+//! `cargo bench -p flowrl-model --bench model -- nucleus --warm-up-time 1 --measurement-time 5`
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use flowrl_model::{GenerateConfig, GradMode, LoraConfig, Model, ModelConfig, Packed, generate};
+use flowrl_model::{
+    GenerateConfig, GradMode, LoraConfig, Model, ModelConfig, Packed, Support, generate,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 struct Batch {
     tokens: Vec<u32>,
@@ -125,5 +134,86 @@ fn qwen_half_b(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tiny, qwen_half_b);
+/// A one-layer model with the Qwen vocabulary (151,936) and a tiny hidden
+/// size, its untied LM head drawn so that the logits of a position are
+/// about N(0, 3²): the cost of a call is then mostly the per-row work on
+/// the logits (softmax, nucleus selection, sampling), not the matmuls.
+fn wide_vocab_model() -> Model<f32> {
+    let cfg = ModelConfig {
+        vocab_size: 151_936,
+        hidden_size: 16,
+        intermediate_size: 32,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        num_key_value_heads: 1,
+        head_dim: 8,
+        tie_word_embeddings: false,
+        ..ModelConfig::tiny()
+    };
+    let mut model = Model::<f32>::random(&cfg, 3).unwrap();
+    // The final norm leaves hidden rows of RMS 1, so weights of standard
+    // deviation 3/√d give logits of standard deviation about 3.
+    let sd = 3.0 / (cfg.hidden_size as f64).sqrt();
+    let mut rng = StdRng::seed_from_u64(4);
+    for p in model.trainable_mut(GradMode::Full) {
+        if p.name == "lm_head.weight" {
+            for v in &mut p.value {
+                // Box-Muller.
+                let (u1, u2) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                *v = (sd * z) as f32;
+            }
+        }
+    }
+    model
+}
+
+fn nucleus(c: &mut Criterion) {
+    let model = wide_vocab_model();
+    let vocab = model.config.vocab_size;
+    let b = batch(vocab, 1, 64);
+    let input = Packed::new(&b.tokens, &b.positions, &b.offsets);
+    let mut g = c.benchmark_group("nucleus, 64 positions x V = 151,936 (logits ~ N(0, 3))");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(b.tokens.len() as u64));
+    g.bench_function("log-probs, full softmax", |bench| {
+        bench.iter(|| {
+            black_box(
+                model
+                    .token_logprobs_over(&input, &b.targets, Support::Full)
+                    .unwrap(),
+            )
+        })
+    });
+    g.bench_function("log-probs, nucleus top-p 0.9", |bench| {
+        bench.iter(|| {
+            black_box(
+                model
+                    .token_logprobs_over(&input, &b.targets, Support::Nucleus { top_p: 0.9 })
+                    .unwrap(),
+            )
+        })
+    });
+    let prompts: Vec<Vec<u32>> = (0..64).map(|i| vec![(i * 2_371) as u32]).collect();
+    for (name, top_k, top_p) in [
+        ("sample 1 token x 64 prompts, no filter", 0, 1.0),
+        ("sample 1 token x 64 prompts, top-p 0.9", 0, 0.9),
+        ("sample 1 token x 64 prompts, top-k 50", 50, 1.0),
+    ] {
+        let gen_cfg = GenerateConfig {
+            max_new_tokens: 1,
+            temperature: 1.0,
+            top_k,
+            top_p,
+            seed: 1,
+            ..GenerateConfig::default()
+        };
+        g.bench_function(name, |bench| {
+            bench.iter(|| black_box(generate(&model, &prompts, &gen_cfg, None).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, tiny, qwen_half_b, nucleus);
 criterion_main!(benches);

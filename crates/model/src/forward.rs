@@ -131,7 +131,8 @@ pub enum Support {
     /// `top_p` (ties broken by lower id, as in
     /// [`generate`](crate::generate())), plus the target token when it
     /// falls outside; temperature 1. The set is recomputed from the current
-    /// logits at every evaluation. Costs a sort of each row (`V log V`).
+    /// logits at every evaluation. Costs a few passes over each row and a
+    /// sort of its nucleus.
     Nucleus {
         /// Probability mass of the nucleus, in (0, 1].
         top_p: f64,
@@ -154,35 +155,225 @@ impl Support {
     }
 }
 
+/// Size of the first sorted prefix when a nucleus outgrows its estimate;
+/// each later step doubles the prefix.
+pub(crate) const FIRST_PREFIX: usize = 64;
+
+/// Extends the sorted prefix `items[..sorted]` to `items[..want]` (capped
+/// at `items.len()`): selects the next `want − sorted` items of `cmp`'s
+/// order from `items[sorted..]` and sorts them. Returns the new length of
+/// the sorted prefix.
+///
+/// When `cmp` is a total order and `items[..sorted]` already holds the
+/// first `sorted` items of the fully sorted slice, sorted, then so does the
+/// longer prefix afterwards: it equals that of a full sort.
+pub(crate) fn extend_sorted<E>(
+    items: &mut [E],
+    sorted: usize,
+    want: usize,
+    mut cmp: impl FnMut(&E, &E) -> std::cmp::Ordering,
+) -> usize {
+    let sorted = sorted.min(items.len());
+    let want = want.min(items.len());
+    if want <= sorted {
+        return sorted;
+    }
+    let tail = &mut items[sorted..];
+    let n = want - sorted;
+    if n < tail.len() {
+        tail.select_nth_unstable_by(n - 1, &mut cmp);
+    }
+    tail[..n].sort_unstable_by(&mut cmp);
+    want
+}
+
+/// Buckets of a [`MassHistogram`].
+const MASS_BUCKETS: usize = 2048;
+
+/// The mass of keys bucketed by their distance below the largest key,
+/// `top`, the mass of a key `k` being `exp(k − top)`: it tells how far down
+/// the order of keys (descending) a nucleus of given mass reaches.
+pub(crate) struct MassHistogram {
+    top: f64,
+    inv: f64,
+    /// A NaN or `+∞` key was added, or `top` is not finite: no estimate.
+    unusable: bool,
+    mass: [f64; MASS_BUCKETS],
+}
+
+impl MassHistogram {
+    /// An empty histogram for keys in `[lo, top]`, `top` being the largest
+    /// key (`−∞` keys, or a `lo` below the smallest key, only coarsen the
+    /// buckets).
+    pub(crate) fn new(top: f64, lo: f64) -> Self {
+        let width = (top - lo) / MASS_BUCKETS as f64;
+        let inv = if width > 0.0 { 1.0 / width } else { 0.0 };
+        MassHistogram {
+            top,
+            inv: if inv.is_finite() { inv } else { 0.0 },
+            unusable: !top.is_finite(),
+            mass: [0.0; MASS_BUCKETS],
+        }
+    }
+
+    /// Where `k` falls, in buckets below `top`: non-decreasing as `k`
+    /// decreases; NaN for a `−∞` key when all finite keys are equal.
+    #[inline]
+    fn position(&self, k: f64) -> f64 {
+        (self.top - k) * self.inv
+    }
+
+    /// Adds key `k` of mass `e`.
+    #[inline]
+    pub(crate) fn add(&mut self, k: f64, e: f64) {
+        self.unusable |= k.is_nan() | (k == f64::INFINITY);
+        // `min` sends a NaN position to the last bucket.
+        let b = self.position(k).min((MASS_BUCKETS - 1) as f64) as usize;
+        if let Some(m) = self.mass.get_mut(b) {
+            *m += e;
+        }
+    }
+
+    /// The front of the keys whose mass reaches `need` (a millionth more,
+    /// for rounding), whole buckets from the top: `Some(limit)`, a key `k`
+    /// then being in it when [`Self::in_front`]`(k, limit)`; `None` when it
+    /// takes every key, or no estimate can be made.
+    ///
+    /// The front is closed upwards: a key larger than one in the front is
+    /// in the front too, and equal keys are on the same side. So under an
+    /// order of keys descending (ties broken any way), the front's items
+    /// come before all the others, and sorting them gives the first items
+    /// of the fully sorted order.
+    pub(crate) fn limit(&self, need: f64) -> Option<f64> {
+        if self.unusable {
+            return None;
+        }
+        let need = need * (1.0 + 1e-6);
+        let mut acc = 0.0;
+        for (b, &m) in self.mass[..MASS_BUCKETS - 1].iter().enumerate() {
+            acc += m;
+            if acc >= need {
+                return Some((b + 1) as f64);
+            }
+        }
+        None
+    }
+
+    /// Whether key `k` is in the front of [`Self::limit`]'s `limit`.
+    #[inline]
+    pub(crate) fn in_front(&self, k: f64, limit: f64) -> bool {
+        // A NaN position (a `−∞` key) is not below the limit.
+        self.position(k) < limit
+    }
+}
+
 /// The nucleus of `top_p` (plus `target`) of one row of logits: leaves
 /// its token ids in `order[..k]` and returns `(max logit, k, Σ exp(z − max)
-/// over the nucleus)`. `order` is scratch space for the sort.
+/// over the nucleus)`. `order` is scratch space for the selection.
+///
+/// The result is that of sorting the whole row (logit descending, ties by
+/// lower id) and accumulating down it, bit for bit, but only the nucleus is
+/// sorted: a histogram of the logits picks a front of the order that should
+/// hold it, and the sorted prefix grows if the mass falls short.
 pub(crate) fn nucleus<T: Float>(
     row: &[T],
     target: usize,
     top_p: f64,
     order: &mut Vec<usize>,
 ) -> (T, usize, T) {
+    nucleus_from(row, target, top_p, order, None)
+}
+
+/// [`nucleus`] starting from a sorted prefix of `first` ids instead of the
+/// histogram's estimate when `first` is given (the tests use it to drive
+/// the growth of the prefix).
+fn nucleus_from<T: Float>(
+    row: &[T],
+    target: usize,
+    top_p: f64,
+    order: &mut Vec<usize>,
+    first: Option<usize>,
+) -> (T, usize, T) {
     let m = row.iter().fold(T::NEG_INFINITY, |a, &b| a.max(b));
-    let total: f64 = row.iter().map(|&v| (v - m).exp().to_f64()).sum();
-    order.clear();
-    order.extend(0..row.len());
-    order.sort_unstable_by(|&a, &b| row[b].to_f64().total_cmp(&row[a].to_f64()).then(a.cmp(&b)));
+    // A total order: logit descending, ties by lower id.
+    let cmp = |&a: &usize, &b: &usize| row[b].to_f64().total_cmp(&row[a].to_f64()).then(a.cmp(&b));
+    let (total, mut sorted) = if let Some(n) = first {
+        let total: f64 = row.iter().map(|&v| (v - m).exp().to_f64()).sum();
+        order.clear();
+        order.extend(0..row.len());
+        (total, extend_sorted(order, 0, n.max(1), cmp))
+    } else {
+        // The smallest finite logit, for the histogram's range.
+        let mut lo = row.iter().fold(f64::INFINITY, |a, &b| a.min(b.to_f64()));
+        if lo == f64::NEG_INFINITY {
+            lo = row
+                .iter()
+                .map(|&v| v.to_f64())
+                .filter(|&x| x > f64::NEG_INFINITY)
+                .fold(f64::INFINITY, f64::min);
+        }
+        let mut hist = MassHistogram::new(m.to_f64(), lo);
+        // Σ exp(z − m) in id order: the same as `.sum()` (whose -0.0 start
+        // changes nothing for terms that are never -0.0).
+        let mut total = 0.0f64;
+        for &v in row {
+            let e = (v - m).exp().to_f64();
+            total += e;
+            hist.add(v.to_f64(), e);
+        }
+        order.clear();
+        // A finite positive total rules out NaN and +∞ logits.
+        let limit = (total.is_finite() && total > 0.0)
+            .then(|| hist.limit(top_p * total))
+            .flatten();
+        match limit {
+            Some(limit) => {
+                // The front's ids first (ascending), the others after.
+                order.resize(row.len(), 0);
+                let (mut f, mut r) = (0, row.len());
+                for (i, &v) in row.iter().enumerate() {
+                    if hist.in_front(v.to_f64(), limit) {
+                        order[f] = i;
+                        f += 1;
+                    } else {
+                        r -= 1;
+                        order[r] = i;
+                    }
+                }
+                order[..f].sort_unstable_by(cmp);
+                (total, f)
+            }
+            None => {
+                order.extend(0..row.len());
+                (total, extend_sorted(order, 0, row.len(), cmp))
+            }
+        }
+    };
+    // `order[..sorted]` is the first `sorted` ids of the full order, sorted,
+    // and `order` a permutation of the ids.
     let mut acc = 0.0;
     let mut sum = T::ZERO;
     let mut k = 0;
     let mut has_target = false;
-    while k < order.len() {
-        let e = (row[order[k]] - m).exp();
-        sum += e;
-        has_target |= order[k] == target;
-        k += 1;
-        acc += e.to_f64() / total;
-        if acc >= top_p {
+    'grow: loop {
+        while k < sorted {
+            let e = (row[order[k]] - m).exp();
+            sum += e;
+            has_target |= order[k] == target;
+            k += 1;
+            acc += e.to_f64() / total;
+            if acc >= top_p {
+                break 'grow;
+            }
+        }
+        if sorted == order.len() {
             break;
         }
+        sorted = extend_sorted(order, sorted, (2 * sorted).max(FIRST_PREFIX), cmp);
     }
-    if !has_target {
+    // `order[k..]` holds every id outside the nucleus (in no particular
+    // order); a target past the vocabulary has nothing to add.
+    if !has_target && target < row.len() {
         let at = order[k..]
             .iter()
             .position(|&i| i == target)
@@ -567,5 +758,279 @@ impl<T: Float> Model<T> {
         acts.targets = targets.to_vec();
         acts.support = support;
         Ok((self.head_logprobs(&hidden, targets, support), acts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::weights::gaussian;
+
+    /// The nucleus as computed before partial selection: a full sort of the
+    /// row, then the same accumulation.
+    fn nucleus_full_sort<T: Float>(
+        row: &[T],
+        target: usize,
+        top_p: f64,
+        order: &mut Vec<usize>,
+    ) -> (T, usize, T) {
+        let m = row.iter().fold(T::NEG_INFINITY, |a, &b| a.max(b));
+        let total: f64 = row.iter().map(|&v| (v - m).exp().to_f64()).sum();
+        order.clear();
+        order.extend(0..row.len());
+        order
+            .sort_unstable_by(|&a, &b| row[b].to_f64().total_cmp(&row[a].to_f64()).then(a.cmp(&b)));
+        let mut acc = 0.0;
+        let mut sum = T::ZERO;
+        let mut k = 0;
+        let mut has_target = false;
+        while k < order.len() {
+            let e = (row[order[k]] - m).exp();
+            sum += e;
+            has_target |= order[k] == target;
+            k += 1;
+            acc += e.to_f64() / total;
+            if acc >= top_p {
+                break;
+            }
+        }
+        if !has_target {
+            let at = order[k..]
+                .iter()
+                .position(|&i| i == target)
+                .map_or(k, |p| k + p);
+            order.swap(k, at);
+            sum += (row[target] - m).exp();
+            k += 1;
+        }
+        (m, k, sum)
+    }
+
+    /// Checks the histogram start and several fixed first prefixes (which
+    /// drive the growth path) against the full sort, bit for bit. Returns
+    /// the nucleus size.
+    fn check<T: Float>(name: &str, row: &[T], target: usize, top_p: f64) -> usize {
+        let mut want_order = Vec::new();
+        let (wm, wk, wsum) = nucleus_full_sort(row, target, top_p, &mut want_order);
+        let mut order = vec![7; 3];
+        for first in [
+            None,
+            Some(0),
+            Some(1),
+            Some(2),
+            Some(5),
+            Some(FIRST_PREFIX),
+            Some(1 << 20),
+        ] {
+            let (m, k, sum) = nucleus_from(row, target, top_p, &mut order, first);
+            let at = format!("{name}, target {target}, top_p {top_p}, first {first:?}");
+            assert_eq!(m.to_f64().to_bits(), wm.to_f64().to_bits(), "{at}: max");
+            assert_eq!(k, wk, "{at}: size");
+            assert_eq!(order[..k], want_order[..wk], "{at}: ids");
+            assert_eq!(sum.to_f64().to_bits(), wsum.to_f64().to_bits(), "{at}: sum");
+            // Still a permutation of the ids.
+            let mut ids = order.clone();
+            ids.sort_unstable();
+            assert!(ids.iter().copied().eq(0..row.len()), "{at}: permutation");
+        }
+        let (_, k, _) = nucleus(row, target, top_p, &mut order);
+        assert_eq!(k, wk, "{name}: nucleus()");
+        wk
+    }
+
+    fn normal_row(v: usize, sd: f64, seed: u64) -> Vec<f64> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..v).map(|_| sd * gaussian(&mut rng)).collect()
+    }
+
+    fn as_f32(row: &[f64]) -> Vec<f32> {
+        row.iter().map(|&x| x as f32).collect()
+    }
+
+    /// Rows that stress the selection: flat (the nucleus is most of the
+    /// row and ties are broken by id), peaked, quantised (ties at the
+    /// boundary), Gaussian, tiny vocabularies, `top_p = 1`, targets inside
+    /// and outside the nucleus.
+    #[test]
+    fn nucleus_selection_equals_a_full_sort() {
+        let tops = [1e-9, 0.3, 0.5, 0.9, 0.95, 0.999, 1.0];
+        // Flat, V = 1000: about 900 ids at 0.9, ordered by id.
+        let flat = vec![0.25f64; 1000];
+        for &p in &tops {
+            for target in [0, 3, 450, 899, 900, 999] {
+                check("flat f64", &flat, target, p);
+                check("flat f32", &as_f32(&flat), target, p);
+            }
+        }
+        let (_, k, _) = nucleus(&flat, 0, 0.9, &mut Vec::new());
+        assert!((899..=901).contains(&k), "flat nucleus of {k}");
+        // Peaked: one dominant logit over noise.
+        let mut peaked = normal_row(5000, 1.0, 1);
+        peaked[1234] = 12.0;
+        for &p in &tops {
+            for target in [1234, 0, 4999] {
+                check("peaked", &peaked, target, p);
+                check("peaked f32", &as_f32(&peaked), target, p);
+            }
+        }
+        // Many ties at the boundary: logits on a coarse grid.
+        for seed in 0..4 {
+            let q: Vec<f64> = normal_row(3000, 1.5, 10 + seed)
+                .iter()
+                .map(|&x| (x * 2.0).round() / 2.0)
+                .collect();
+            for &p in &tops {
+                for target in [0, 1, 2999] {
+                    let k = check("quantised", &q, target, p);
+                    assert!(k >= 1);
+                    check("quantised f32", &as_f32(&q), target, p);
+                }
+            }
+        }
+        // Gaussian rows of several spreads, Qwen-sized once.
+        for (v, sd, seed) in [
+            (20_000, 3.0, 2),
+            (4096, 0.5, 3),
+            (4096, 8.0, 4),
+            (151_936, 3.0, 5),
+        ] {
+            let row = normal_row(v, sd, seed);
+            for &p in &[0.5, 0.9, 1.0] {
+                for target in [0, v / 2, v - 1] {
+                    check("gaussian f32", &as_f32(&row), target, p);
+                }
+            }
+            check("gaussian f64", &row, v / 3, 0.9);
+        }
+        // Vocabularies smaller than the first prefix, and of one token.
+        for v in [1, 2, 3, 10, 63, 64, 65] {
+            let row = normal_row(v, 2.0, v as u64);
+            for &p in &tops {
+                for target in [0, v - 1, v / 2] {
+                    check("small", &row, target, p);
+                    check("small flat", &vec![1.0f32; v], target, p);
+                }
+            }
+        }
+    }
+
+    /// `top_p` on (and one ulp either side of) the running sums of the full
+    /// sort: the same nuclei.
+    #[test]
+    fn nucleus_with_top_p_on_the_running_sums_equals_a_full_sort() {
+        for (v, seed) in [(40, 20), (300, 21), (5000, 22)] {
+            let row = as_f32(&normal_row(v, 2.0, seed));
+            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let total: f64 = row.iter().map(|&x| (x - m).exp() as f64).sum();
+            let mut order = Vec::new();
+            nucleus_full_sort(&row, 0, 1.0, &mut order);
+            let mut acc = 0.0;
+            let sums: Vec<f64> = order
+                .iter()
+                .map(|&i| {
+                    acc += (row[i] - m).exp() as f64 / total;
+                    acc
+                })
+                .collect();
+            for j in [0, 1, v / 10, v / 3, v / 2, v - 2] {
+                let s = sums[j];
+                for top_p in [
+                    f64::from_bits(s.to_bits() - 1),
+                    s,
+                    f64::from_bits(s.to_bits() + 1),
+                ] {
+                    check("running sum", &row, 0, top_p);
+                    check("running sum", &row, v - 1, top_p);
+                }
+            }
+        }
+    }
+
+    /// Infinite and NaN logits go through the fallback, with the same
+    /// result as the full sort; a target past the row adds nothing.
+    #[test]
+    fn nucleus_of_unusual_rows_equals_a_full_sort() {
+        let mut masked = normal_row(1000, 2.0, 7);
+        for i in (0..1000).step_by(3) {
+            masked[i] = f64::NEG_INFINITY;
+        }
+        for &p in &[0.2, 0.9, 1.0] {
+            for target in [0, 1, 999] {
+                check("masked", &masked, target, p);
+                check("masked f32", &as_f32(&masked), target, p);
+            }
+        }
+        let all_masked = vec![f64::NEG_INFINITY; 50];
+        let mut nan = normal_row(200, 2.0, 8);
+        nan[17] = f64::NAN;
+        let mut inf = normal_row(200, 2.0, 9);
+        inf[5] = f64::INFINITY;
+        for (name, row) in [("all -inf", &all_masked), ("NaN", &nan), ("+inf", &inf)] {
+            for &p in &[0.5, 1.0] {
+                let (m, k, sum) = nucleus(row, 3, p, &mut Vec::new());
+                let (wm, wk, wsum) = nucleus_full_sort(row, 3, p, &mut Vec::new());
+                assert_eq!(
+                    (m.to_bits(), k, sum.to_bits()),
+                    (wm.to_bits(), wk, wsum.to_bits()),
+                    "{name}"
+                );
+            }
+        }
+        let row = normal_row(100, 2.0, 10);
+        let mut order = Vec::new();
+        let (_, k, _) = nucleus(&row, 1000, 0.5, &mut order);
+        let (_, wk, _) = nucleus_full_sort(&row, 0, 0.5, &mut Vec::new());
+        assert!(k == wk || k + 1 == wk);
+        assert!(order[..k].iter().all(|&i| i < 100));
+        assert_eq!(nucleus::<f32>(&[], 0, 0.5, &mut order).1, 0);
+    }
+
+    /// The histogram's front is closed upwards, holds the nucleus, and is
+    /// hardly larger for Gaussian logits.
+    #[test]
+    fn mass_histogram_front_holds_the_nucleus_and_little_else() {
+        let row = as_f32(&normal_row(151_936, 3.0, 12));
+        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let lo = row.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+        let mut hist = MassHistogram::new(m as f64, lo as f64);
+        let mut total = 0.0;
+        for &v in &row {
+            let e = (v - m).exp() as f64;
+            total += e;
+            hist.add(v as f64, e);
+        }
+        let (_, k, _) = nucleus_full_sort(&row, 0, 0.9, &mut Vec::new());
+        let limit = hist.limit(0.9 * total).unwrap_or(f64::INFINITY);
+        let (front, back): (Vec<f32>, Vec<f32>) =
+            row.iter().partition(|&&v| hist.in_front(v as f64, limit));
+        let c = front.len();
+        assert!(k <= c && c < k + k / 20, "nucleus {k}, front {c}");
+        let low = front.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+        let high = back.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        assert!(high < low);
+        // No estimate past a NaN key, nor for the whole mass.
+        assert_eq!(hist.limit(2.0 * total), None);
+        hist.add(f64::NAN, 1.0);
+        assert_eq!(hist.limit(0.5 * total), None);
+    }
+
+    #[test]
+    fn extend_sorted_grows_a_sorted_prefix() {
+        let row = normal_row(500, 1.0, 11);
+        let cmp = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
+        let mut full: Vec<usize> = (0..500).collect();
+        full.sort_unstable_by(cmp);
+        let mut order: Vec<usize> = (0..500).rev().collect();
+        let mut sorted = 0;
+        for want in [0, 1, 1, 7, 100, 99, 499, 500, 600] {
+            sorted = extend_sorted(&mut order, sorted, want, cmp);
+            assert_eq!(sorted, want.clamp(sorted, 500).max(sorted));
+            assert_eq!(order[..sorted], full[..sorted]);
+        }
+        let mut empty: Vec<usize> = Vec::new();
+        assert_eq!(extend_sorted(&mut empty, 0, 5, cmp), 0);
     }
 }
