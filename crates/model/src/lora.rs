@@ -161,6 +161,27 @@ impl<T: Float> Model<T> {
         Ok(())
     }
 
+    /// Runs `f` on the base model: every adapter is moved out (no tensor is
+    /// copied), `f` sees the model as if none were attached, and the
+    /// adapters are put back before this returns, whatever `f` returned.
+    ///
+    /// This gives the frozen base's outputs (a KL reference in LoRA
+    /// training, say) without a second copy of the weights.
+    pub fn with_lora_disabled<R>(&mut self, f: impl FnOnce(&Self) -> R) -> R {
+        let taken: Vec<[Option<LoraAdapter<T>>; 7]> = self
+            .layers
+            .iter_mut()
+            .map(|layer| layer.linears_mut().map(|(_, lin)| lin.lora.take()))
+            .collect();
+        let out = f(self);
+        for (layer, adapters) in self.layers.iter_mut().zip(taken) {
+            for ((_, lin), a) in layer.linears_mut().into_iter().zip(adapters) {
+                lin.lora = a;
+            }
+        }
+        out
+    }
+
     /// The adapter tensors (`A` and `B` of every adapted layer), read-only.
     pub fn lora_params(&self) -> Vec<&Param<T>> {
         let mut out = Vec::new();

@@ -66,3 +66,34 @@ fn lora_training_reduces_the_loss_and_keeps_base_weights() {
     assert_eq!(m.embed, before.embed);
     assert_eq!(m.layers[1].up_proj.weight, before.layers[1].up_proj.weight);
 }
+
+#[test]
+fn with_lora_disabled_gives_the_base_model_and_restores_the_adapters() {
+    let base = Model::<f32>::random(&ModelConfig::tiny(), 3).unwrap();
+    let mut m = base.clone();
+    m.attach_lora(&LoraConfig::default()).unwrap();
+    train(&mut m, GradMode::Lora, 1e-2, 5);
+    let ids: Vec<u32> = TEXT.iter().map(|&b| b as u32).collect();
+    let n = ids.len() - 1;
+    let pos: Vec<u32> = (0..n as u32).collect();
+    let offsets = [0, n];
+    let input = Packed::new(&ids[..n], &pos, &offsets);
+    let targets = &ids[1..];
+    let adapters: Vec<_> = m.lora_params().into_iter().cloned().collect();
+    let adapted = m.token_logprobs(&input, targets).unwrap();
+
+    let (off, seen) = m.with_lora_disabled(|b| {
+        (
+            b.token_logprobs(&input, targets).unwrap(),
+            b.lora_params().len(),
+        )
+    });
+    assert_eq!(seen, 0, "adapters visible inside with_lora_disabled");
+    // Exactly the model the adapters were attached to.
+    assert_eq!(off, base.token_logprobs(&input, targets).unwrap());
+    assert_ne!(off, adapted, "the trained adapters changed nothing");
+    // The adapters are back, unchanged.
+    let back: Vec<_> = m.lora_params().into_iter().cloned().collect();
+    assert_eq!(back, adapters);
+    assert_eq!(m.token_logprobs(&input, targets).unwrap(), adapted);
+}

@@ -31,7 +31,8 @@ fn ckpt_err(path: &Path, reason: impl Into<String>) -> TrainError {
 }
 
 /// Saves a checkpoint under `root/step-<step>` (weights, LoRA adapters when
-/// attached, the frozen KL reference when there is one, optimizer state,
+/// attached, the frozen KL reference when it is a copy of the weights (in
+/// LoRA mode it is the base in `model.safetensors`), optimizer state,
 /// run state) and points
 /// `root/latest` to it.
 ///

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use flowrl_data::{SuiteConfig, TaskFamily};
 use flowrl_envs::{CanvasConfig, ThinkActionConfig};
 use flowrl_llm_sim::SimConfig;
-use flowrl_model::{LoraConfig, ModelConfig};
+use flowrl_model::{LoraConfig, ModelConfig, Support};
 use flowrl_objectives::{AlgorithmConfig, Preset};
 use flowrl_operators::OperatorsConfig;
 use flowrl_optim::{AdamWConfig, OptimConfig, OptimizerConfig, ScheduleConfig};
@@ -152,16 +152,37 @@ pub struct RlConfig {
     pub top_k: usize,
     /// Most tokens the policy generates in one turn.
     pub max_turn_tokens: usize,
-    /// Keep a frozen copy of the initial policy for the KL term (needed when
-    /// the objective's `kl_coef > 0`).
+    /// Keep the policy RL starts from, frozen, as the reference of the KL
+    /// term; its KL is reported in the metrics (`kl`) even when the
+    /// objective's `kl_coef` is 0, at the cost of one more forward pass per
+    /// mini-batch. Required when `kl_coef > 0`. With `lora` the frozen base
+    /// weights serve and no copy is made. `false` drops it (the `kl` metric
+    /// is then the approximate KL between the old and the current policy).
     pub reference: bool,
     /// Train only low-rank adapters during RL: they are attached to the
     /// warmed-up weights when RL starts (B = 0, so the policy is unchanged
-    /// at first) and the base weights stay frozen; the KL reference is the
-    /// warmed-up model. Checkpoints hold the adapters in
+    /// at first) and the base weights stay frozen; the KL reference is that
+    /// base, read with the adapters switched off (no copy of the weights is
+    /// kept or checkpointed). Checkpoints hold the adapters in
     /// `adapter.safetensors` beside the base weights. `null` (the default)
     /// trains every weight.
     pub lora: Option<LoraConfig>,
+}
+
+impl RlConfig {
+    /// The distribution update log-probs are taken over:
+    /// [`Support::Nucleus`] of `top_p` when `nucleus_logprobs` is set and
+    /// `top_p < 1`, the full softmax otherwise. The nucleus is taken at
+    /// temperature 1 and without `top_k`, so it is exactly the sampler's
+    /// distribution only when `temperature` is 1 and `top_k` is 0 (the
+    /// defaults).
+    pub fn logprob_support(&self) -> Support {
+        if self.nucleus_logprobs && self.top_p < 1.0 {
+            Support::Nucleus { top_p: self.top_p }
+        } else {
+            Support::Full
+        }
+    }
 }
 
 impl Default for RlConfig {
@@ -365,6 +386,16 @@ impl TrainConfig {
             ));
         }
         positive("rl.tasks_per_step", self.rl.tasks_per_step)?;
+        let kl_coef = self.algorithm().objective.kl_coef;
+        if kl_coef != 0.0 && !self.rl.reference {
+            return Err(TrainError::config(
+                "rl.reference",
+                format!(
+                    "false, but the objective's KL term (algorithm.objective.kl_coef = {kl_coef}) \
+                     needs the reference policy: set it to true, or the coefficient to 0"
+                ),
+            ));
+        }
         positive("rl.group_size", self.rl.group_size)?;
         positive("rl.ppo_epochs", self.rl.ppo_epochs)?;
         if let Some(lora) = &self.rl.lora {

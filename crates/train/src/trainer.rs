@@ -55,12 +55,22 @@ fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The frozen policy of the KL term.
+enum Reference {
+    /// A copy of the weights RL started from.
+    Copy(Box<Model<f32>>),
+    /// The policy's own base weights with its adapters switched off: in
+    /// LoRA mode the base is frozen at the weights RL started from, so no
+    /// copy is kept.
+    Base,
+}
+
 /// A configured run: policy, optimizer, services and data.
 pub struct Trainer {
     config: TrainConfig,
     algo: AlgorithmConfig,
     policy: Policy,
-    reference: Option<Model<f32>>,
+    reference: Option<Reference>,
     optimizer: Box<dyn Optimizer>,
     services: Services,
     train: Vec<Task>,
@@ -95,6 +105,16 @@ impl Trainer {
     /// Invalid configuration, missing files (named), model or data errors.
     pub fn new(config: TrainConfig, resume: bool) -> Result<Self, TrainError> {
         config.validate()?;
+        if matches!(config.rl.logprob_support(), Support::Nucleus { .. })
+            && (config.rl.top_k > 0 || config.rl.temperature != 1.0)
+        {
+            tracing::warn!(
+                top_k = config.rl.top_k,
+                temperature = config.rl.temperature,
+                "rl.nucleus_logprobs takes the top-p nucleus at temperature 1 without top-k; \
+                 the rollouts sample another distribution"
+            );
+        }
         let algo = config.algorithm();
         let (model, tokenizer): (Model<f32>, Arc<dyn Tokenizer>) = match &config.model {
             ModelSpec::Random { config: mc } => {
@@ -193,7 +213,10 @@ impl Trainer {
             trainer.policy.model =
                 Model::from_safetensors(&mc, std::slice::from_ref(&loaded.weights))?;
             if let Some(r) = &loaded.reference {
-                trainer.reference = Some(Model::from_safetensors(&mc, std::slice::from_ref(r))?);
+                trainer.reference = Some(Reference::Copy(Box::new(Model::from_safetensors(
+                    &mc,
+                    std::slice::from_ref(r),
+                )?)));
             }
             if let Some(a) = &loaded.adapter {
                 let Some(lora) = trainer.config.rl.lora.clone() else {
@@ -493,13 +516,8 @@ impl Trainer {
             old: Vec<f32>,
             reference: Option<Vec<f32>>,
         }
-        let use_ref = self.algo.objective.kl_coef != 0.0;
-        let support = if rl.nucleus_logprobs && rl.top_p < 1.0 {
-            Support::Nucleus { top_p: rl.top_p }
-        } else {
-            Support::Full
-        };
-        if use_ref && self.reference.is_none() {
+        let support = rl.logprob_support();
+        if self.algo.objective.kl_coef != 0.0 && self.reference.is_none() {
             return Err(TrainError::config(
                 "algorithm.objective.kl_coef",
                 "a KL term needs the reference policy, which is set when the run starts",
@@ -513,9 +531,14 @@ impl Trainer {
                 .collect();
             let batch = flatten_packed(&trajs)?;
             let old = self.policy.logprobs(&batch, support)?;
-            let reference = match (&self.reference, use_ref) {
-                (Some(m), true) => Some(logprobs_of(m, &batch, support)?),
-                _ => None,
+            let reference = match &self.reference {
+                Some(Reference::Copy(m)) => Some(logprobs_of(m, &batch, support)?),
+                Some(Reference::Base) => Some(
+                    self.policy
+                        .model
+                        .with_lora_disabled(|m| logprobs_of(m, &batch, support))?,
+                ),
+                None => None,
             };
             mbs.push(Mb {
                 batch,
@@ -622,7 +645,10 @@ impl Trainer {
         checkpoint::save(
             &self.run_dir().join("checkpoints"),
             &self.policy.model,
-            self.reference.as_ref(),
+            match &self.reference {
+                Some(Reference::Copy(m)) => Some(&**m),
+                _ => None,
+            },
             &*self.optimizer,
             &self.state,
         )?;
@@ -660,9 +686,14 @@ impl Trainer {
             self.warmup(&mut metrics, interrupt)?;
             self.state.warmup_done = true;
         }
-        if self.algo.objective.kl_coef != 0.0 && self.reference.is_none() {
-            // The KL anchor is the policy RL starts from.
-            self.reference = Some(self.policy.model.clone());
+        if self.config.rl.reference && self.reference.is_none() {
+            // The KL anchor is the policy RL starts from: in LoRA mode the
+            // frozen base itself.
+            self.reference = Some(if self.config.rl.lora.is_some() {
+                Reference::Base
+            } else {
+                Reference::Copy(Box::new(self.policy.model.clone()))
+            });
         }
         if let Some(lora) = &self.config.rl.lora
             && self.policy.mode == GradMode::Full

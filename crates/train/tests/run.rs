@@ -150,6 +150,12 @@ fn invalid_configurations_name_the_field() {
         })
         .contains("rl.top_p")
     );
+    // The default objective has a KL term, which needs the reference.
+    let e = bad(RlConfig {
+        reference: false,
+        ..RlConfig::default()
+    });
+    assert!(e.contains("rl.reference") && e.contains("kl_coef"), "{e}");
     let files = |path: &str, format: &str| TrainConfig {
         data: DataSpec::Files {
             files: vec![DataFile {
@@ -234,14 +240,28 @@ fn lora_rl_trains_adapters_only_and_resumes_them() {
     t.show_progress(false);
     t.run(&never).unwrap();
     assert_eq!(t.policy().mode, flowrl_model::GradMode::Lora);
-    let step = dir.path().join("l/checkpoints/step-000003");
-    // The base weights are the warmed-up ones (the KL reference), byte for
-    // byte; the adapters moved.
+    let ckpts = dir.path().join("l/checkpoints");
+    let step = ckpts.join("step-000003");
+    // The base weights are the warmed-up ones (saved at step 0, before any
+    // RL update), byte for byte; they are the KL reference, so no copy of
+    // them is written; the adapters moved.
     assert_eq!(
         std::fs::read(step.join("model.safetensors")).unwrap(),
-        std::fs::read(step.join("reference.safetensors")).unwrap(),
+        std::fs::read(ckpts.join("step-000000/model.safetensors")).unwrap(),
         "RL changed the frozen base weights"
     );
+    assert!(!step.join("reference.safetensors").exists());
+    // The KL term reads the base with the adapters switched off: zero at
+    // the first update (B = 0), positive once the adapters moved.
+    let kls: Vec<f64> = std::fs::read_to_string(dir.path().join("l/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["phase"] == "rl")
+        .map(|v| v["kl"].as_f64().unwrap())
+        .collect();
+    assert_eq!(kls.len(), 3, "{kls:?}");
+    assert!(kls[2] > 0.0, "no KL to the base after three steps: {kls:?}");
     let trained = adapter_values(&t);
     assert!(!trained.is_empty());
     assert!(
@@ -273,4 +293,18 @@ fn lora_rl_trains_adapters_only_and_resumes_them() {
         .err()
         .expect("unknown LoRA target accepted");
     assert!(err.to_string().contains("rl.lora"), "{err}");
+}
+
+#[test]
+fn updates_take_log_probs_over_the_sampled_nucleus() {
+    use flowrl_model::Support;
+    let rl = RlConfig::default();
+    assert_eq!(rl.logprob_support(), Support::Nucleus { top_p: 0.9 });
+    let full = RlConfig {
+        nucleus_logprobs: false,
+        ..rl.clone()
+    };
+    assert_eq!(full.logprob_support(), Support::Full);
+    let unfiltered = RlConfig { top_p: 1.0, ..rl };
+    assert_eq!(unfiltered.logprob_support(), Support::Full);
 }
