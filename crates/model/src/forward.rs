@@ -265,6 +265,28 @@ impl MassHistogram {
         // A NaN position (a `−∞` key) is not below the limit.
         self.position(k) < limit
     }
+
+    /// Moves the items whose `key` is in the front of `limit` to the start
+    /// of `items` and sorts them by `cmp`; returns how many there are. With
+    /// `cmp` ordering keys descending (ties any way), `items[..count]` is
+    /// then the start of the fully sorted order (see [`Self::limit`]).
+    pub(crate) fn sort_front<E>(
+        &self,
+        items: &mut [E],
+        limit: f64,
+        key: impl Fn(&E) -> f64,
+        cmp: impl FnMut(&E, &E) -> std::cmp::Ordering,
+    ) -> usize {
+        let mut count = 0;
+        for i in 0..items.len() {
+            if self.in_front(key(&items[i]), limit) {
+                items.swap(count, i);
+                count += 1;
+            }
+        }
+        items[..count].sort_unstable_by(cmp);
+        count
+    }
 }
 
 /// The nucleus of `top_p` (plus `target`) of one row of logits: leaves
@@ -322,32 +344,16 @@ fn nucleus_from<T: Float>(
             hist.add(v.to_f64(), e);
         }
         order.clear();
+        order.extend(0..row.len());
         // A finite positive total rules out NaN and +∞ logits.
         let limit = (total.is_finite() && total > 0.0)
             .then(|| hist.limit(top_p * total))
             .flatten();
-        match limit {
-            Some(limit) => {
-                // The front's ids first (ascending), the others after.
-                order.resize(row.len(), 0);
-                let (mut f, mut r) = (0, row.len());
-                for (i, &v) in row.iter().enumerate() {
-                    if hist.in_front(v.to_f64(), limit) {
-                        order[f] = i;
-                        f += 1;
-                    } else {
-                        r -= 1;
-                        order[r] = i;
-                    }
-                }
-                order[..f].sort_unstable_by(cmp);
-                (total, f)
-            }
-            None => {
-                order.extend(0..row.len());
-                (total, extend_sorted(order, 0, row.len(), cmp))
-            }
-        }
+        let sorted = match limit {
+            Some(limit) => hist.sort_front(order, limit, |&i| row[i].to_f64(), cmp),
+            None => extend_sorted(order, 0, row.len(), cmp),
+        };
+        (total, sorted)
     };
     // `order[..sorted]` is the first `sorted` ids of the full order, sorted,
     // and `order` a permutation of the ids.

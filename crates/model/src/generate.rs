@@ -407,24 +407,13 @@ fn top_p_prefix(
     let tol = 32.0 * (n as f64 + 2.0) * f64::EPSILON;
     let mut sorted = match first {
         Some(f) => extend_sorted(cand, 0, f.max(1), by_logit),
-        None => {
-            let c = match hist.limit(top_p * total) {
-                Some(limit) => {
-                    // Partition: the front's candidates first.
-                    let mut f = 0;
-                    for i in 0..n {
-                        if hist.in_front(cand[i].1, limit) {
-                            cand.swap(f, i);
-                            f += 1;
-                        }
-                    }
-                    f
-                }
-                None => n,
-            };
-            cand[..c].sort_unstable_by(by_logit);
-            c
-        }
+        None => match hist.limit(top_p * total) {
+            Some(limit) => hist.sort_front(cand, limit, |c| c.1, by_logit),
+            None => {
+                cand.sort_unstable_by(by_logit);
+                n
+            }
+        },
     };
     let mut acc = 0.0;
     let mut i = 0;
