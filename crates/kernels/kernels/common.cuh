@@ -27,16 +27,26 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
     return (u16)(x >> 16);
 }
 
+// FLOWRL_CUDA_EMU: compiled for the host by the emulated driver
+// (crates/kernels/emu), which has no PTX; its conversions round the same way.
 __device__ __forceinline__ float f16_to_f32(u16 h) {
+#ifdef FLOWRL_CUDA_EMU
+    return flowrl_emu_f16_to_f32(h);
+#else
     float f;
     asm("{ cvt.f32.f16 %0, %1; }" : "=f"(f) : "h"(h));
     return f;
+#endif
 }
 
 __device__ __forceinline__ u16 f32_to_f16(float f) {
+#ifdef FLOWRL_CUDA_EMU
+    return flowrl_emu_f32_to_f16(f);
+#else
     u16 h;
     asm("{ cvt.rn.f16.f32 %0, %1; }" : "=h"(h) : "f"(f));
     return h;
+#endif
 }
 
 // Element `i` of a logits row of type `dt`, as f32.

@@ -57,8 +57,6 @@ __device__ __forceinline__ void report(u64* c, int slot, long long index, int co
     atomicMin(&c[slot], ((u64)index << 8) | (u64)code);
 }
 
-__device__ __forceinline__ bool finite(double x) { return isfinite(x); }
-
 // Ratios are ≥ 0, so their IEEE bit patterns order like the values.
 __device__ __forceinline__ void ratio_minmax(u64* c, double lo, double hi, bool any) {
     double mn = block_min(any ? lo : __longlong_as_double(0x7ff0000000000000ll));
@@ -93,13 +91,13 @@ extern "C" __global__ void loss_scan(int n, int nb, const float* lp, const float
             double l = lp[t], o = old[t];
             if (tr < 0 || tr >= nb) {
                 report(c, C_ERR, t, E_MISSING_ADV);
-            } else if (!finite(l)) {
+            } else if (!isfinite(l)) {
                 report(c, C_ERR, t, E_NONFINITE_LP);
-            } else if (!finite(o)) {
+            } else if (!isfinite(o)) {
                 report(c, C_ERR, t, E_NONFINITE_OLD);
-            } else if (has_ref && !finite((double)ref[t])) {
+            } else if (has_ref && !isfinite((double)ref[t])) {
                 report(c, C_ERR, t, E_NONFINITE_REF);
-            } else if (has_ent && !finite((double)ent[t])) {
+            } else if (has_ent && !isfinite((double)ent[t])) {
                 report(c, C_ERR, t, E_NONFINITE_ENT);
             } else {
                 u32 prev = atomicCAS(&sub_traj1[s], 0u, (u32)tr + 1u);
@@ -163,7 +161,7 @@ extern "C" __global__ void loss_traj_sums(int nb, const float* adv, const u32* t
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     u64 live = 0;
     if (i < nb) {
-        if (!finite((double)adv[i])) report(c, C_ERR_ADV, i, E_NONFINITE_ADV);
+        if (!isfinite((double)adv[i])) report(c, C_ERR_ADV, i, E_NONFINITE_ADV);
         if (traj_count[i] > 0) {
             live = 1;
             atomicMax(&c[C_HORIZON], (u64)traj_count[i]);
