@@ -1,5 +1,8 @@
 //! CUDA kernels against the CPU path on fresh random inputs. Each test
-//! prints a message and returns when there is no CUDA driver or device.
+//! prints a message and returns when there is no CUDA driver or device;
+//! then `suite_passes_on_the_emulated_driver` runs the whole suite again in a
+//! child process on the emulated driver of `crates/kernels/emu` (the kernels
+//! compiled for the host CPU), so the backend is exercised without a GPU.
 //! Outputs are poisoned (NaN) before every run: in-place outputs directly,
 //! freshly allocated ones by filling and freeing a buffer of the output's
 //! size first, so the stream-ordered allocator hands back NaN memory.
@@ -574,4 +577,95 @@ fn fused_linear_matches_cpu() {
             }
         }
     }
+}
+
+/// Set in the child process that runs this suite on the emulated driver.
+const EMU_CHILD: &str = "FLOWRL_CUDA_EMU_CHILD";
+
+/// Without a GPU: builds the emulated driver (`scripts/cuda-emu.sh --build`)
+/// and runs every other test of this file in a child process with it first
+/// on `LD_LIBRARY_PATH`; fails if any fails there or skips for want of a
+/// device. Skips when a real device ran the suite, or without a C++ compiler.
+#[test]
+fn suite_passes_on_the_emulated_driver() {
+    use std::path::Path;
+    use std::process::Command;
+    if std::env::var_os(EMU_CHILD).is_some() {
+        return;
+    }
+    if Device::cuda(0).is_ok() {
+        eprintln!("skipping: a CUDA device is present and ran the suite itself");
+        return;
+    }
+    if !cfg!(target_os = "linux") {
+        eprintln!("skipping: the emulated driver is built for Linux only");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cuda-emu");
+    let built = Command::new("bash")
+        .arg(root.join("scripts/cuda-emu.sh"))
+        .arg("--build")
+        .arg(&dir)
+        .status()
+        .expect("run bash scripts/cuda-emu.sh");
+    if built.code() == Some(3) {
+        eprintln!("skipping: no C++ compiler to build the emulated driver");
+        return;
+    }
+    assert!(built.success(), "building the emulated driver: {built}");
+    let lib = dir.join("lib");
+    let path = match std::env::var("LD_LIBRARY_PATH") {
+        Ok(p) if !p.is_empty() => format!("{}:{p}", lib.display()),
+        _ => lib.display().to_string(),
+    };
+    let exe = std::env::current_exe().expect("path of this test executable");
+    let listed = Command::new(&exe)
+        .arg("--list")
+        .output()
+        .expect("list the tests of this executable");
+    let want = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|l| l.ends_with(": test"))
+        .count()
+        - 1;
+    let mut child = Command::new(&exe);
+    child
+        .args(["--nocapture", "--test-threads", "2"])
+        .args(["--skip", "suite_passes_on_the_emulated_driver"])
+        .env("LD_LIBRARY_PATH", path)
+        .env(EMU_CHILD, "1")
+        .env("FLOWRL_KERNEL_CACHE", "off")
+        .env("FLOWRL_CUDA_EMU_CACHE", dir.join("modules"));
+    // With AddressSanitizer (when the compiler has it) every out-of-range
+    // read or write of a kernel aborts the child with a report.
+    let asan = std::fs::read_to_string(dir.join("asan-runtime")).ok();
+    match asan.as_deref().map(str::trim) {
+        Some(rt) if !rt.is_empty() => {
+            eprintln!("kernel memory accesses checked with AddressSanitizer ({rt})");
+            child
+                .env("LD_PRELOAD", rt)
+                .env("ASAN_OPTIONS", "detect_leaks=0")
+                .env("FLOWRL_CUDA_EMU_SANITIZE", "address");
+        }
+        _ => eprintln!("no AddressSanitizer runtime: kernel memory accesses are not checked"),
+    }
+    let out = child.output().expect("run this suite in a child process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--- emulated run ---\n{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "the suite fails on the emulated driver"
+    );
+    assert!(
+        !stderr.contains("skipping: no CUDA"),
+        "the emulated driver was not found by the child"
+    );
+    let passed = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("test result: ok. "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok());
+    assert_eq!(passed, Some(want), "tests passed on the emulated driver");
 }
