@@ -570,6 +570,11 @@ fn main() {
     };
     let reps = get("--reps").unwrap_or(20).max(1);
     let n = get("--n").unwrap_or(16_384);
+    if n < 64 {
+        // The loss layout puts 32 environment tokens before each policy turn.
+        eprintln!("--n must be at least 64 (got {n})");
+        std::process::exit(2);
+    }
     let cpu_only = args.iter().any(|a| a == "--cpu-only");
     println!("# flowrl-kernels benchmark (median of {reps} repetitions after warm-up)");
     #[cfg(feature = "cuda")]
