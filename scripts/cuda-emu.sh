@@ -31,7 +31,7 @@ build() {
   # Rebuild only when the driver source or the kernel header changed.
   if [ ! -e "$so" ] || [ "$emu/fake_cuda.cpp" -nt "$so" ] || [ "$emu/cuda_emu.h" -nt "$so" ]; then
     "$cxx" -std=c++17 -O2 -fPIC -shared -Wall -Wextra -Werror \
-      -DFLOWRL_CUDA_EMU_DIR="\"$emu\"" "$emu/fake_cuda.cpp" -o "$so.tmp" -ldl
+      -DFLOWRL_CUDA_EMU_DIR="\"$emu\"" "$emu/fake_cuda.cpp" -o "$so.tmp" -ldl -lpthread
     mv "$so.tmp" "$so"
   fi
   # One library under the three names: symbolic links, so the loader maps a

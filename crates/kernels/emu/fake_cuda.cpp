@@ -27,6 +27,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifndef FLOWRL_CUDA_EMU_DIR
@@ -741,24 +742,55 @@ API int cublasGemmEx(void*, int ta, int tb, int m, int n, int k, const void* alp
             return CUBLAS_STATUS_INVALID_VALUE;
     }
     float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
-    for (int j = 0; j < n; j++) {
-        for (int i = 0; i < m; i++) {
-            float acc = 0.0f;
-            for (int p = 0; p < k; p++) {
-                float a, b;
-                load(A, at, ta ? (size_t)i * lda + p : (size_t)p * lda + i, &a);
-                load(B, bt, tb ? (size_t)p * ldb + j : (size_t)j * ldb + p, &b);
-                acc += a * b;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    // op(A) as f32 rows [m][k] and op(B) as f32 columns [n][k], so every
+    // entry of C is a contiguous dot product.
+    std::vector<float> a((size_t)m * k), b((size_t)n * k);
+    for (int i = 0; i < m; i++)
+        for (int p = 0; p < k; p++)
+            load(A, at, ta ? (size_t)i * lda + p : (size_t)p * lda + i, &a[(size_t)i * k + p]);
+    for (int j = 0; j < n; j++)
+        for (int p = 0; p < k; p++)
+            load(B, bt, tb ? (size_t)p * ldb + j : (size_t)j * ldb + p, &b[(size_t)j * k + p]);
+    auto rows = [&](int i0, int i1) {
+        const int TILE = 16;
+        for (int ib = i0; ib < i1; ib += TILE) {
+            int ie = ib + TILE < i1 ? ib + TILE : i1;
+            for (int j = 0; j < n; j++) {
+                const float* bj = &b[(size_t)j * k];
+                for (int i = ib; i < ie; i++) {
+                    const float* ai = &a[(size_t)i * k];
+                    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    int p = 0;
+                    for (; p + 8 <= k; p += 8)
+                        for (int l = 0; l < 8; l++) acc[l] += ai[p + l] * bj[p + l];
+                    for (; p < k; p++) acc[0] += ai[p] * bj[p];
+                    float dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                                ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+                    size_t ci = (size_t)j * ldc + i;
+                    float out = al * dot;
+                    if (be != 0.0f) {
+                        float c;
+                        load(C, ct, ci, &c);
+                        out += be * c;
+                    }
+                    store(C, ct, ci, out);
+                }
             }
-            size_t ci = (size_t)j * ldc + i;
-            float out = al * acc;
-            if (be != 0.0f) {
-                float c;
-                load(C, ct, ci, &c);
-                out += be * c;
-            }
-            store(C, ct, ci, out);
         }
+    };
+    // Rows split over the host's cores when the product is large.
+    unsigned nt = std::thread::hardware_concurrency();
+    if (nt < 2 || (double)m * n * k < 1e7) {
+        rows(0, m);
+    } else {
+        std::vector<std::thread> pool;
+        int step = (m + (int)nt - 1) / (int)nt;
+        for (unsigned t = 0; t < nt; t++) {
+            int i0 = (int)t * step, i1 = i0 + step < m ? i0 + step : m;
+            if (i0 < i1) pool.emplace_back(rows, i0, i1);
+        }
+        for (auto& th : pool) th.join();
     }
     return CUBLAS_STATUS_SUCCESS;
 }
