@@ -33,6 +33,7 @@ pub mod advantage;
 pub mod config;
 pub mod error;
 mod exec;
+mod exp;
 pub mod float;
 pub mod loss;
 pub mod request;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Aggregation, Algorithm, KlEstimator, ObjectiveConfig, RatioUnit};
 use crate::error::ObjectiveError;
 use crate::exec::{map_chunks_mut, map_ranges};
+use crate::exp::exp_in_place;
 use crate::float::Float;
 
 /// Token-level log-ratios are clamped to ±this before `exp` (as verl does);
@@ -511,23 +512,26 @@ fn ppo(r: f64, a: f64, lo: f64, hi: f64, dual_clip: Option<f64>) -> Ppo {
     p
 }
 
-/// `(value, ∂value/∂lp)` of one KL estimator term.
+/// `(value, ∂value/∂lp)` of the k1 or k2 KL estimator term.
 #[inline(always)]
-fn kl_term(est: KlEstimator, lp: f64, rf: f64) -> (f64, f64) {
+fn kl_term_k12(est: KlEstimator, lp: f64, rf: f64) -> (f64, f64) {
     let x = rf - lp;
     match est {
         KlEstimator::K1 => (-x, 1.0),
-        KlEstimator::K2 => (0.5 * x * x, -x),
-        KlEstimator::K3 => {
-            let xc = x.clamp(-K3_ARG_CLAMP, K3_ARG_CLAMP);
-            let e = xc.exp();
-            let v = e - xc - 1.0;
-            let vc = v.clamp(-K3_VALUE_CLAMP, K3_VALUE_CLAMP);
-            // ∂v/∂lp = −(eˣ − 1), zero where either clamp is active.
-            let d = if xc != x || vc != v { 0.0 } else { 1.0 - e };
-            (vc, d)
-        }
+        _ => (0.5 * x * x, -x),
     }
+}
+
+/// `(value, ∂value/∂lp)` of the k3 KL term at `x = ref − lp`, given
+/// `e = exp(clamp(x, ±K3_ARG_CLAMP))`.
+#[inline(always)]
+fn kl_term_k3(x: f64, e: f64) -> (f64, f64) {
+    let xc = x.clamp(-K3_ARG_CLAMP, K3_ARG_CLAMP);
+    let v = e - xc - 1.0;
+    let vc = v.clamp(-K3_VALUE_CLAMP, K3_VALUE_CLAMP);
+    // ∂v/∂lp = −(eˣ − 1), zero where either clamp is active.
+    let d = if xc != x || vc != v { 0.0 } else { 1.0 - e };
+    (vc, d)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -749,7 +753,42 @@ struct TokOut {
     clipped_subseqs: Vec<u32>,
 }
 
+/// KL estimator codes of [`token_loop`]'s const parameter.
+const KL_NONE: u8 = 0;
+const KL_K1: u8 = 1;
+const KL_K2: u8 = 2;
+const KL_K3: u8 = 3;
+
 fn token_chunk<F: Float>(
+    b: &TokenBatch<'_, F>,
+    c: &ObjectiveConfig,
+    plan: &Plan,
+    start: usize,
+    grad: &mut [F],
+) -> TokOut {
+    // One loop per (unit, KL estimator): the per-token branches on the
+    // configuration are resolved at compile time.
+    let kl = match (b.ref_logprobs.is_some(), c.kl_estimator) {
+        (false, _) => KL_NONE,
+        (true, KlEstimator::K1) => KL_K1,
+        (true, KlEstimator::K2) => KL_K2,
+        (true, KlEstimator::K3) => KL_K3,
+    };
+    match (plan.unit, kl) {
+        (PlanUnit::Token, KL_NONE) => token_loop::<F, true, KL_NONE>(b, c, plan, start, grad),
+        (PlanUnit::Token, KL_K1) => token_loop::<F, true, KL_K1>(b, c, plan, start, grad),
+        (PlanUnit::Token, KL_K2) => token_loop::<F, true, KL_K2>(b, c, plan, start, grad),
+        (PlanUnit::Token, _) => token_loop::<F, true, KL_K3>(b, c, plan, start, grad),
+        (PlanUnit::Constant, KL_NONE) => token_loop::<F, false, KL_NONE>(b, c, plan, start, grad),
+        (PlanUnit::Constant, KL_K1) => token_loop::<F, false, KL_K1>(b, c, plan, start, grad),
+        (PlanUnit::Constant, KL_K2) => token_loop::<F, false, KL_K2>(b, c, plan, start, grad),
+        (PlanUnit::Constant, _) => token_loop::<F, false, KL_K3>(b, c, plan, start, grad),
+    }
+}
+
+/// [`token_chunk`] for one unit kind (`TOKEN_UNIT`: per-token PPO) and one
+/// KL estimator code (`KL`, [`KL_NONE`] without a reference).
+fn token_loop<F: Float, const TOKEN_UNIT: bool, const KL: u8>(
     b: &TokenBatch<'_, F>,
     c: &ObjectiveConfig,
     plan: &Plan,
@@ -772,37 +811,61 @@ fn token_chunk<F: Float>(
     let subseq = &b.subseq[start..end];
     let lp = &b.logprobs[start..end];
     let old = &b.old_logprobs[start..end];
+    // Empty when absent; only read when KL ≠ KL_NONE (the reference) or
+    // `has_ent` (the entropy), so every read is in range.
+    let rf: &[F] = b.ref_logprobs.map_or(&[], |r| &r[start..end]);
+    let ent: &[F] = b.entropy.map_or(&[], |e| &e[start..end]);
+    let has_ent = !ent.is_empty();
+    let est = if KL == KL_K1 {
+        KlEstimator::K1
+    } else {
+        KlEstimator::K2
+    };
     let (lo, hi) = (1.0 - c.clip_low, 1.0 + c.clip_high);
-    let want_ratio = matches!(c.algorithm, Algorithm::Reinforce);
+    let dual_clip = c.dual_clip;
+    let want_ratio = TOKEN_UNIT || matches!(c.algorithm, Algorithm::Reinforce);
     let kl_w = plan.kl_per_token;
-    for j in 0..grad.len() {
-        if mask[j] == 0 {
-            grad[j] = F::ZERO;
-            continue;
-        }
-        let k = subseq[j] as usize;
-        let (w, a) = plan.coef[k];
-        let mut g = match plan.unit {
-            PlanUnit::Constant => {
-                if want_ratio {
-                    let r = (lp[j].to_f64() - old[j].to_f64())
-                        .clamp(-TOKEN_LOG_RATIO_CLAMP, TOKEN_LOG_RATIO_CLAMP)
-                        .exp();
-                    o.ratio_sum += r;
-                    o.ratio_min = o.ratio_min.min(r);
-                    o.ratio_max = o.ratio_max.max(r);
-                }
-                w
+    // The exponentials of a block of tokens are computed first, in one
+    // vectorisable pass each (token ratios; k3 terms), then used by the
+    // per-token loop. Masked-out positions get values that are never read.
+    let mut ratio = [0.0f64; EXP_BLOCK];
+    let mut k3e = [0.0f64; EXP_BLOCK];
+    for b0 in (0..grad.len()).step_by(EXP_BLOCK) {
+        let m = EXP_BLOCK.min(grad.len() - b0);
+        if want_ratio {
+            for (i, r) in ratio[..m].iter_mut().enumerate() {
+                let d = lp[b0 + i].to_f64() - old[b0 + i].to_f64();
+                *r = d.clamp(-TOKEN_LOG_RATIO_CLAMP, TOKEN_LOG_RATIO_CLAMP);
             }
-            PlanUnit::Token => {
-                let d = lp[j].to_f64() - old[j].to_f64();
-                let dc = d.clamp(-TOKEN_LOG_RATIO_CLAMP, TOKEN_LOG_RATIO_CLAMP);
-                let r = dc.exp();
-                let p = ppo(r, a, lo, hi, c.dual_clip);
-                o.pg_loss += w * p.value;
+            exp_in_place(&mut ratio[..m]);
+        }
+        if KL == KL_K3 {
+            for (i, e) in k3e[..m].iter_mut().enumerate() {
+                let x = rf[b0 + i].to_f64() - lp[b0 + i].to_f64();
+                *e = x.clamp(-K3_ARG_CLAMP, K3_ARG_CLAMP);
+            }
+            exp_in_place(&mut k3e[..m]);
+        }
+        for i in 0..m {
+            let j = b0 + i;
+            if mask[j] == 0 {
+                grad[j] = F::ZERO;
+                continue;
+            }
+            let k = subseq[j] as usize;
+            let (w, a) = plan.coef[k];
+            let l = lp[j].to_f64();
+            let r = ratio[i];
+            if want_ratio {
                 o.ratio_sum += r;
                 o.ratio_min = o.ratio_min.min(r);
                 o.ratio_max = o.ratio_max.max(r);
+            }
+            let mut g = if TOKEN_UNIT {
+                let d = l - old[j].to_f64();
+                let dc = d.clamp(-TOKEN_LOG_RATIO_CLAMP, TOKEN_LOG_RATIO_CLAMP);
+                let p = ppo(r, a, lo, hi, dual_clip);
+                o.pg_loss += w * p.value;
                 if p.clipped {
                     o.clipped += 1;
                     if o.clipped_subseqs.last() != Some(&(k as u32)) {
@@ -811,20 +874,30 @@ fn token_chunk<F: Float>(
                 }
                 o.dual += u64::from(p.dual);
                 if dc == d { w * p.d_ratio * r } else { 0.0 }
+            } else {
+                w
+            };
+            if KL != KL_NONE {
+                let (v, d) = if KL == KL_K3 {
+                    kl_term_k3(rf[j].to_f64() - l, k3e[i])
+                } else {
+                    kl_term_k12(est, l, rf[j].to_f64())
+                };
+                o.kl_sum += v;
+                g += kl_w * d;
             }
-        };
-        if let Some(rf) = b.ref_logprobs {
-            let (v, d) = kl_term(c.kl_estimator, lp[j].to_f64(), rf[start + j].to_f64());
-            o.kl_sum += v;
-            g += kl_w * d;
+            if has_ent {
+                o.ent_sum += ent[j].to_f64();
+            }
+            grad[j] = F::from_f64(g);
         }
-        if let Some(e) = b.entropy {
-            o.ent_sum += e[start + j].to_f64();
-        }
-        grad[j] = F::from_f64(g);
     }
     o
 }
+
+/// Tokens per block of [`token_loop`]'s exponentials (two f64 arrays of this
+/// length live on the stack).
+const EXP_BLOCK: usize = 256;
 
 fn token_pass<F: Float>(
     b: &TokenBatch<'_, F>,
