@@ -19,9 +19,10 @@
 // (divergent `__syncthreads`), a shuffle in a warp one of whose lanes has
 // exited, a shuffle in a partial warp.
 //
-// What it does not model: memory-access faults (out-of-range and misaligned
-// accesses are not detected), the GPU's fast-math intrinsics (`__expf` is
-// `expf`), the timing and the memory model of concurrent blocks.
+// What it does not model: misaligned accesses (and out-of-range ones unless
+// the module is built with AddressSanitizer, FLOWRL_CUDA_EMU_SANITIZE), the
+// GPU's fast-math intrinsics (`__expf` is `expf`), the timing and the memory
+// model of concurrent blocks.
 
 #pragma once
 

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -60,7 +61,7 @@ static const char* const MARKER = "// flowrl-cuda-emu source\n";
 namespace {
 
 std::mutex g_mu;
-bool g_init = false;
+std::atomic<bool> g_init{false};
 int g_ctx_token = 0;                      // the one (primary) context
 thread_local CUcontext g_current = nullptr;
 std::map<uintptr_t, size_t> g_allocs;     // live allocations: base -> bytes
@@ -423,6 +424,7 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
 API CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, CUstream) { return cuMemAlloc_v2(p, bytes); }
 
 API CUresult cuMemFree_v2(CUdeviceptr p) {
+    if (p == 0) return CUDA_SUCCESS;
     {
         std::lock_guard<std::mutex> g(g_mu);
         auto it = g_allocs.find((uintptr_t)p);

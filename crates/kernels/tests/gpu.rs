@@ -602,9 +602,15 @@ fn suite_passes_on_the_emulated_driver() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = root.join("scripts/cuda-emu.sh");
+    if !script.is_file() {
+        // A copied test executable, away from its source tree.
+        eprintln!("skipping: {} not found", script.display());
+        return;
+    }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cuda-emu");
     let built = Command::new("bash")
-        .arg(root.join("scripts/cuda-emu.sh"))
+        .arg(&script)
         .arg("--build")
         .arg(&dir)
         .status()
