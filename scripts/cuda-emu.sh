@@ -28,8 +28,9 @@ build() {
   fi
   mkdir -p "$dir/lib"
   local so="$dir/lib/libcuda.so"
-  # Rebuild only when the driver source or the kernel header changed.
-  if [ ! -e "$so" ] || [ "$emu/fake_cuda.cpp" -nt "$so" ] || [ "$emu/cuda_emu.h" -nt "$so" ]; then
+  # Rebuild only when the driver's sources changed (cuda_emu.h is read by the
+  # driver at module load, not compiled into it).
+  if [ ! -e "$so" ] || [ "$emu/fake_cuda.cpp" -nt "$so" ] || [ "$emu/emu_half.h" -nt "$so" ]; then
     "$cxx" -std=c++17 -O2 -fPIC -shared -Wall -Wextra -Werror \
       -DFLOWRL_CUDA_EMU_DIR="\"$emu\"" "$emu/fake_cuda.cpp" -o "$so.tmp" -ldl -lpthread
     mv "$so.tmp" "$so"

@@ -100,44 +100,9 @@ inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float a) { return sqrtf(a); }
 
-// IEEE binary16 <-> binary32, round to nearest even (what cvt.rn.f16.f32 and
-// cvt.f32.f16 do).
-inline float flowrl_emu_f16_to_f32(unsigned short h) {
-    unsigned sign = (unsigned)(h & 0x8000u) << 16;
-    unsigned exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
-    unsigned bits;
-    if (exp == 0x1fu) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112u) << 23) | (man << 13);
-    } else if (man == 0) {
-        bits = sign;
-    } else {
-        // Subnormal: value = man · 2^-24, exact in f32.
-        float f = (float)man * 5.9604644775390625e-8f;
-        return sign ? -f : f;
-    }
-    return flowrl_emu_bits<float>(bits);
-}
-
-inline unsigned short flowrl_emu_f32_to_f16(float f) {
-    unsigned x = flowrl_emu_bits<unsigned>(f);
-    unsigned short sign = (unsigned short)((x >> 16) & 0x8000u);
-    unsigned ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) return (unsigned short)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
-    if (ax >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);  // rounds to ±inf
-    if (ax < 0x38800000u) {
-        // Below the smallest normal f16: round |f| / 2^-24 to an integer.
-        float a = flowrl_emu_bits<float>(ax) * 16777216.0f;
-        float r = nearbyintf(a);  // default rounding mode: to nearest even
-        return (unsigned short)(sign | (unsigned short)r);
-    }
-    unsigned e = (ax >> 23) - 112u, m = ax & 0x7fffffu;
-    unsigned h = (e << 10) | (m >> 13);
-    unsigned rest = m & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h += 1u;
-    return (unsigned short)(sign | h);
-}
+// Half-precision conversions (flowrl_emu_f16_to_f32, flowrl_emu_f32_to_f16),
+// called by common.cuh under FLOWRL_CUDA_EMU instead of its PTX.
+#include "emu_half.h"
 
 // ---- atomics (exact: fibers never interleave inside one) ----
 template <typename T>

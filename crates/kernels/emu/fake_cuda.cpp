@@ -31,6 +31,8 @@
 #include <thread>
 #include <vector>
 
+#include "emu_half.h"
+
 #ifndef FLOWRL_CUDA_EMU_DIR
 #define FLOWRL_CUDA_EMU_DIR "."
 #endif
@@ -159,11 +161,16 @@ std::string cache_dir() {
 // Compiles `src` (a CUDA source) for the host; returns the library path.
 bool compile_module(const std::string& src, std::string* so, std::string* log) {
     bool ok = false;
+    // Both headers the module includes are part of its cache key.
     std::string header_path = emu_dir() + "/cuda_emu.h";
-    std::string header = read_file(header_path, &ok);
-    if (!ok) {
-        *log = "cannot read " + header_path + " (set FLOWRL_CUDA_EMU_DIR)";
-        return false;
+    std::string header;
+    for (const char* h : {"/cuda_emu.h", "/emu_half.h"}) {
+        std::string path = emu_dir() + h;
+        header += read_file(path, &ok);
+        if (!ok) {
+            *log = "cannot read " + path + " (set FLOWRL_CUDA_EMU_DIR)";
+            return false;
+        }
     }
     const char* cxx_env = getenv("CXX");
     std::string cxx = cxx_env && *cxx_env ? cxx_env : "c++";
@@ -226,38 +233,44 @@ bool compile_module(const std::string& src, std::string* so, std::string* log) {
 
 // ---------------------------------------------------------------- driver --
 
+// Name and message of every error code this driver returns.
+struct ErrorText {
+    CUresult code;
+    const char* name;
+    const char* message;
+};
+const ErrorText ERRORS[] = {
+    {CUDA_SUCCESS, "CUDA_SUCCESS", "no error"},
+    {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {CUDA_ERROR_NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED", "initialization error"},
+    {CUDA_ERROR_INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
+    {CUDA_ERROR_INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
+    {CUDA_ERROR_INVALID_PTX, "CUDA_ERROR_INVALID_PTX",
+     "the emulated module failed to compile for the host"},
+    {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {CUDA_ERROR_LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED",
+     "unspecified launch failure (emulated; see stderr)"},
+    {CUDA_ERROR_NOT_SUPPORTED, "CUDA_ERROR_NOT_SUPPORTED",
+     "operation not supported by the emulated driver"},
+};
+
+static const ErrorText* error_text(CUresult e) {
+    for (const ErrorText& t : ERRORS)
+        if (t.code == e) return &t;
+    return nullptr;
+}
+
 API CUresult cuGetErrorString(CUresult e, const char** s) {
-    switch (e) {
-        case CUDA_SUCCESS: *s = "no error"; break;
-        case CUDA_ERROR_INVALID_VALUE: *s = "invalid argument"; break;
-        case CUDA_ERROR_OUT_OF_MEMORY: *s = "out of memory"; break;
-        case CUDA_ERROR_NOT_INITIALIZED: *s = "initialization error"; break;
-        case CUDA_ERROR_INVALID_DEVICE: *s = "invalid device ordinal"; break;
-        case CUDA_ERROR_INVALID_IMAGE: *s = "device kernel image is invalid"; break;
-        case CUDA_ERROR_INVALID_PTX: *s = "the emulated module failed to compile for the host"; break;
-        case CUDA_ERROR_NOT_FOUND: *s = "named symbol not found"; break;
-        case CUDA_ERROR_LAUNCH_FAILED: *s = "unspecified launch failure (emulated; see stderr)"; break;
-        case CUDA_ERROR_NOT_SUPPORTED: *s = "operation not supported by the emulated driver"; break;
-        default: *s = "unknown error"; return CUDA_ERROR_INVALID_VALUE;
-    }
-    return CUDA_SUCCESS;
+    const ErrorText* t = error_text(e);
+    *s = t ? t->message : "unknown error";
+    return t ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
 API CUresult cuGetErrorName(CUresult e, const char** s) {
-    switch (e) {
-        case CUDA_SUCCESS: *s = "CUDA_SUCCESS"; break;
-        case CUDA_ERROR_INVALID_VALUE: *s = "CUDA_ERROR_INVALID_VALUE"; break;
-        case CUDA_ERROR_OUT_OF_MEMORY: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
-        case CUDA_ERROR_NOT_INITIALIZED: *s = "CUDA_ERROR_NOT_INITIALIZED"; break;
-        case CUDA_ERROR_INVALID_DEVICE: *s = "CUDA_ERROR_INVALID_DEVICE"; break;
-        case CUDA_ERROR_INVALID_IMAGE: *s = "CUDA_ERROR_INVALID_IMAGE"; break;
-        case CUDA_ERROR_INVALID_PTX: *s = "CUDA_ERROR_INVALID_PTX"; break;
-        case CUDA_ERROR_NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; break;
-        case CUDA_ERROR_LAUNCH_FAILED: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
-        case CUDA_ERROR_NOT_SUPPORTED: *s = "CUDA_ERROR_NOT_SUPPORTED"; break;
-        default: *s = "CUDA_ERROR_UNKNOWN"; return CUDA_ERROR_INVALID_VALUE;
-    }
-    return CUDA_SUCCESS;
+    const ErrorText* t = error_text(e);
+    *s = t ? t->name : "CUDA_ERROR_UNKNOWN";
+    return t ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
 API CUresult cuInit(unsigned) {
@@ -632,64 +645,11 @@ enum { CUBLAS_COMPUTE_32F = 68 };
 
 namespace {
 
-float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
-    uint32_t bits;
-    if (exp == 0x1fu) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112u) << 23) | (man << 13);
-    } else if (man == 0) {
-        bits = sign;
-    } else {
-        float f = (float)man * 5.9604644775390625e-8f;
-        return sign ? -f : f;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);
-    if (ax < 0x38800000u) {
-        float a;
-        memcpy(&a, &ax, 4);
-        return (uint16_t)(sign | (uint16_t)nearbyintf(a * 16777216.0f));
-    }
-    uint32_t e = (ax >> 23) - 112u, m = ax & 0x7fffffu;
-    uint32_t h = (e << 10) | (m >> 13);
-    uint32_t rest = m & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h += 1u;
-    return (uint16_t)(sign | h);
-}
-
-float bf16_to_f32(uint16_t h) {
-    uint32_t x = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
-
-uint16_t f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return (uint16_t)(x >> 16);
-}
-
 bool load(const void* p, int t, size_t i, float* out) {
     switch (t) {
         case CUDA_R_32F: *out = static_cast<const float*>(p)[i]; return true;
-        case CUDA_R_16F: *out = f16_to_f32(static_cast<const uint16_t*>(p)[i]); return true;
-        case CUDA_R_16BF: *out = bf16_to_f32(static_cast<const uint16_t*>(p)[i]); return true;
+        case CUDA_R_16F: *out = flowrl_emu_f16_to_f32(static_cast<const uint16_t*>(p)[i]); return true;
+        case CUDA_R_16BF: *out = flowrl_emu_bf16_to_f32(static_cast<const uint16_t*>(p)[i]); return true;
         default: return false;
     }
 }
@@ -697,8 +657,8 @@ bool load(const void* p, int t, size_t i, float* out) {
 void store(void* p, int t, size_t i, float v) {
     switch (t) {
         case CUDA_R_32F: static_cast<float*>(p)[i] = v; break;
-        case CUDA_R_16F: static_cast<uint16_t*>(p)[i] = f32_to_f16(v); break;
-        default: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); break;
+        case CUDA_R_16F: static_cast<uint16_t*>(p)[i] = flowrl_emu_f32_to_f16(v); break;
+        default: static_cast<uint16_t*>(p)[i] = flowrl_emu_f32_to_bf16(v); break;
     }
 }
 
