@@ -695,3 +695,88 @@ fn suite_passes_on_the_emulated_driver() {
         .and_then(|n| n.parse::<usize>().ok());
     assert_eq!(passed, Some(want), "tests passed on the emulated driver");
 }
+
+/// On the emulated driver only (the child of the test above): a correct
+/// block reduction gives the right sums, and misuse that a GPU leaves
+/// undefined (a barrier reached by only part of a warp, a full-mask shuffle
+/// after a lane has exited or in a partial warp) fails the launch instead of
+/// passing silently; the driver stays usable afterwards.
+#[cfg(feature = "cuda")]
+#[test]
+fn emulated_driver_reports_barrier_misuse() {
+    use cudarc::driver::{LaunchConfig, PushKernelArg};
+    if std::env::var_os(EMU_CHILD).is_none() {
+        return;
+    }
+    let d = Device::cuda(0).expect("the emulated device");
+    let Device::Cuda(cd) = &d else {
+        panic!("not a CUDA device")
+    };
+    let src = r#"
+extern "C" __global__ void block_sum(const float* x, float* out) {
+    __shared__ float part[32];
+    float v = x[blockIdx.x * blockDim.x + threadIdx.x];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float s = 0.0f;
+        for (unsigned w = 0; w < blockDim.x / 32; w++) s += part[w];
+        out[blockIdx.x] = s;
+    }
+}
+extern "C" __global__ void split_warp(float* out) {
+    float v = (float)threadIdx.x;
+    if (threadIdx.x & 1) v = __shfl_xor_sync(0xffffffffu, v, 1);
+    else __syncthreads();
+    out[threadIdx.x] = v;
+}
+extern "C" __global__ void shuffle_after_exit(float* out) {
+    if (threadIdx.x == 5) return;
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (float)threadIdx.x, 1);
+}
+extern "C" __global__ void shuffle_in_partial_warp(float* out) {
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (float)threadIdx.x, 1);
+}
+"#;
+    let ptx = cudarc::nvrtc::compile_ptx(src).expect("emulated NVRTC");
+    let module = cd.context().load_module(ptx).expect("host compile");
+    let stream = cd.stream();
+    let cfg = |block: u32| LaunchConfig {
+        grid_dim: (4, 1, 1),
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let x: Vec<f32> = (0..512).map(|i| i as f32).collect();
+    let xd = stream.clone_htod(&x).unwrap();
+    let mut out = stream.alloc_zeros::<f32>(512).unwrap();
+    let sums = |out: &mut cudarc::driver::CudaSlice<f32>| {
+        let f = module.load_function("block_sum").unwrap();
+        // SAFETY: 4 blocks × 128 threads read x[0..512] and write out[0..4].
+        unsafe {
+            stream
+                .launch_builder(&f)
+                .arg(&xd)
+                .arg(&mut *out)
+                .launch(cfg(128))
+        }
+        .unwrap();
+        stream.clone_dtoh(&*out).unwrap()[..4].to_vec()
+    };
+    let want: Vec<f32> = (0..4)
+        .map(|b| (128 * b..128 * b + 128).map(|i| i as f32).sum())
+        .collect();
+    assert_eq!(sums(&mut out), want);
+    for (name, block) in [
+        ("split_warp", 64),
+        ("shuffle_after_exit", 64),
+        ("shuffle_in_partial_warp", 48),
+    ] {
+        let f = module.load_function(name).unwrap();
+        // SAFETY: each block writes out[0..block], within the 512 elements.
+        let r = unsafe { stream.launch_builder(&f).arg(&mut out).launch(cfg(block)) };
+        let e = r.expect_err(name);
+        assert!(format!("{e:?}").contains("LAUNCH_FAILED"), "{name}: {e:?}");
+    }
+    assert_eq!(sums(&mut out), want, "usable after the failed launches");
+}
