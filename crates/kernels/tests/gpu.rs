@@ -609,12 +609,18 @@ fn suite_passes_on_the_emulated_driver() {
         return;
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cuda-emu");
-    let built = Command::new("bash")
+    let built = match Command::new("bash")
         .arg(&script)
         .arg("--build")
         .arg(&dir)
         .status()
-        .expect("run bash scripts/cuda-emu.sh");
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skipping: cannot run bash to build the emulated driver ({e})");
+            return;
+        }
+    };
     if built.code() == Some(3) {
         eprintln!("skipping: no C++ compiler to build the emulated driver");
         return;
