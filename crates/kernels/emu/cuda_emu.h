@@ -33,7 +33,6 @@
 #include <string.h>
 
 #include <cmath>
-#include <new>
 #include <string>
 #include <type_traits>
 #include <utility>

@@ -93,32 +93,25 @@ struct Event {
     double t_ms;
 };
 
-bool valid_range(CUdeviceptr p, size_t bytes) {
-    if (bytes == 0) return true;
-    std::lock_guard<std::mutex> g(g_mu);
-    auto it = g_allocs.upper_bound((uintptr_t)p);
-    if (it == g_allocs.begin()) return false;
-    --it;
-    return (uintptr_t)p >= it->first && (uintptr_t)p + bytes <= it->first + it->second;
-}
-
-// Host pointers are valid "device" pointers too (pinned memory is host
-// memory here); only pointers into no allocation at all are rejected.
+// Checks that [p, p + bytes) lies inside one live allocation of this driver
+// (host memory, pinned or not, is not device memory here either); reports
+// the nearest allocation below p otherwise.
 CUresult check_dev(CUdeviceptr p, size_t bytes, const char* what) {
-    if (valid_range(p, bytes)) return CUDA_SUCCESS;
+    if (bytes == 0) return CUDA_SUCCESS;
     std::lock_guard<std::mutex> g(g_mu);
     auto it = g_allocs.upper_bound((uintptr_t)p);
-    if (it != g_allocs.begin()) {
-        --it;
-        fprintf(stderr,
-                "flowrl-cuda-emu: %s: %zu bytes at 0x%llx overrun the allocation of %zu bytes "
-                "at 0x%llx (offset %lld)\n",
-                what, bytes, p, it->second, (unsigned long long)it->first,
-                (long long)((uintptr_t)p - it->first));
-    } else {
+    if (it == g_allocs.begin()) {
         fprintf(stderr, "flowrl-cuda-emu: %s: %zu bytes at 0x%llx are outside every allocation\n",
                 what, bytes, p);
+        return CUDA_ERROR_INVALID_VALUE;
     }
+    --it;
+    if ((uintptr_t)p + bytes <= it->first + it->second) return CUDA_SUCCESS;
+    fprintf(stderr,
+            "flowrl-cuda-emu: %s: %zu bytes at 0x%llx overrun the allocation of %zu bytes "
+            "at 0x%llx (offset %lld)\n",
+            what, bytes, p, it->second, (unsigned long long)it->first,
+            (long long)((uintptr_t)p - it->first));
     return CUDA_ERROR_INVALID_VALUE;
 }
 
@@ -162,10 +155,11 @@ std::string cache_dir() {
 bool compile_module(const std::string& src, std::string* so, std::string* log) {
     bool ok = false;
     // Both headers the module includes are part of its cache key.
-    std::string header_path = emu_dir() + "/cuda_emu.h";
+    const std::string emu = emu_dir();
+    std::string header_path = emu + "/cuda_emu.h";
     std::string header;
     for (const char* h : {"/cuda_emu.h", "/emu_half.h"}) {
-        std::string path = emu_dir() + h;
+        std::string path = emu + h;
         header += read_file(path, &ok);
         if (!ok) {
             *log = "cannot read " + path + " (set FLOWRL_CUDA_EMU_DIR)";
@@ -645,12 +639,12 @@ enum { CUBLAS_COMPUTE_32F = 68 };
 
 namespace {
 
-bool load(const void* p, int t, size_t i, float* out) {
+// Element i of a buffer of a known_type() type, as f32.
+void load(const void* p, int t, size_t i, float* out) {
     switch (t) {
-        case CUDA_R_32F: *out = static_cast<const float*>(p)[i]; return true;
-        case CUDA_R_16F: *out = flowrl_emu_f16_to_f32(static_cast<const uint16_t*>(p)[i]); return true;
-        case CUDA_R_16BF: *out = flowrl_emu_bf16_to_f32(static_cast<const uint16_t*>(p)[i]); return true;
-        default: return false;
+        case CUDA_R_32F: *out = static_cast<const float*>(p)[i]; break;
+        case CUDA_R_16F: *out = flowrl_emu_f16_to_f32(static_cast<const uint16_t*>(p)[i]); break;
+        default: *out = flowrl_emu_bf16_to_f32(static_cast<const uint16_t*>(p)[i]); break;
     }
 }
 
@@ -661,6 +655,8 @@ void store(void* p, int t, size_t i, float v) {
         default: static_cast<uint16_t*>(p)[i] = flowrl_emu_f32_to_bf16(v); break;
     }
 }
+
+bool known_type(int t) { return t == CUDA_R_32F || t == CUDA_R_16F || t == CUDA_R_16BF; }
 
 size_t type_size(int t) { return t == CUDA_R_32F ? 4 : 2; }
 
@@ -688,10 +684,7 @@ API int cublasGemmEx(void*, int ta, int tb, int m, int n, int k, const void* alp
     if ((ta ? lda < (k > 1 ? k : 1) : lda < (m > 1 ? m : 1)) ||
         (tb ? ldb < (n > 1 ? n : 1) : ldb < (k > 1 ? k : 1)) || ldc < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
-    float x;
-    if (!load(A, at, 0, &x) && k > 0) return CUBLAS_STATUS_NOT_SUPPORTED;
-    if (!load(B, bt, 0, &x) && k > 0) return CUBLAS_STATUS_NOT_SUPPORTED;
-    if (ct != CUDA_R_32F && ct != CUDA_R_16F && ct != CUDA_R_16BF) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (!known_type(at) || !known_type(bt) || !known_type(ct)) return CUBLAS_STATUS_NOT_SUPPORTED;
     // Extents of the operands as stored (columns × leading dimension).
     size_t a_cols = ta ? m : k, b_cols = tb ? k : n;
     auto span = [](size_t cols, int ld, int rows, int ts) -> size_t {

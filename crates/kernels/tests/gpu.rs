@@ -641,39 +641,40 @@ fn suite_passes_on_the_emulated_driver() {
         .filter(|l| l.ends_with(": test"))
         .count()
         - 1;
-    let mut child = Command::new(&exe);
-    child
-        .args(["--nocapture", "--test-threads", "2"])
-        .args(["--skip", "suite_passes_on_the_emulated_driver"])
-        .env("LD_LIBRARY_PATH", path)
-        .env(EMU_CHILD, "1")
-        .env("FLOWRL_KERNEL_CACHE", "off")
-        .env("FLOWRL_CUDA_EMU_CACHE", dir.join("modules"));
-    // With AddressSanitizer (when the compiler has it) every out-of-range
-    // read or write of a kernel aborts the child with a report.
-    let asan = std::fs::read_to_string(dir.join("asan-runtime")).ok();
-    let mut out = match asan.as_deref().map(str::trim) {
-        Some(rt) if !rt.is_empty() => {
-            eprintln!("kernel memory accesses checked with AddressSanitizer ({rt})");
-            let mut with_asan = Command::new(&exe);
-            with_asan
-                .args(child.get_args())
-                .envs(child.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+    // The child run, with AddressSanitizer's runtime preloaded when given:
+    // then every out-of-range read or write of a kernel aborts it with a report.
+    let run = |asan: Option<&str>| {
+        let mut child = Command::new(&exe);
+        child
+            .args(["--nocapture", "--test-threads", "2"])
+            .args(["--skip", "suite_passes_on_the_emulated_driver"])
+            .env("LD_LIBRARY_PATH", &path)
+            .env(EMU_CHILD, "1")
+            .env("FLOWRL_KERNEL_CACHE", "off")
+            .env("FLOWRL_CUDA_EMU_CACHE", dir.join("modules"));
+        if let Some(rt) = asan {
+            child
                 .env("LD_PRELOAD", rt)
                 .env("ASAN_OPTIONS", "detect_leaks=0")
                 .env("FLOWRL_CUDA_EMU_SANITIZE", "address");
-            with_asan
-                .output()
-                .expect("run this suite in a child process")
         }
-        _ => {
-            eprintln!("no AddressSanitizer runtime: kernel memory accesses are not checked");
-            child.output().expect("run this suite in a child process")
-        }
+        child.output().expect("run this suite in a child process")
     };
+    let asan = std::fs::read_to_string(dir.join("asan-runtime"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    match &asan {
+        Some(rt) => eprintln!("kernel memory accesses checked with AddressSanitizer ({rt})"),
+        None => eprintln!("no AddressSanitizer runtime: kernel memory accesses are not checked"),
+    }
+    let mut out = run(asan.as_deref());
     // A sanitizer runtime that cannot start on this host (before any test
     // ran) is not a finding: run once more without it.
-    if !out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("running ") {
+    if asan.is_some()
+        && !out.status.success()
+        && !String::from_utf8_lossy(&out.stdout).contains("running ")
+    {
         eprintln!(
             "AddressSanitizer did not start here ({}); running without it",
             String::from_utf8_lossy(&out.stderr)
@@ -681,7 +682,7 @@ fn suite_passes_on_the_emulated_driver() {
                 .next()
                 .unwrap_or("")
         );
-        out = child.output().expect("run this suite in a child process");
+        out = run(None);
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
