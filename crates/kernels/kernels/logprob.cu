@@ -169,6 +169,16 @@ extern "C" __global__ void logprob_bwd(const void* logits, void* dlogits, const 
 #undef GRAD
 }
 
+// err[0] = min(err[0], the smallest row r < n whose target lies outside
+// [0, v)): the check run before a backward, so that a bad target is reported
+// before anything is written (the in-place backward overwrites its input).
+extern "C" __global__ void check_targets(const int* targets, u64* err, int n, long long v) {
+    for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < n; r += gridDim.x * blockDim.x) {
+        int y = targets[r];
+        if (y < 0 || (long long)y >= v) atomicMin(err, (u64)r);
+    }
+}
+
 // Device-to-device copy of `n` 16-byte words, the bandwidth reference of the
 // benchmarks (read + write, like the backward).
 extern "C" __global__ void copy16(const uint4* src, uint4* dst, long long n) {

@@ -182,7 +182,13 @@ impl Kernels {
 pub const FUNCTIONS: &[(&str, &[&str])] = &[
     (
         "logprob.cu",
-        &["logprob_fwd", "logprob_bwd", "copy16", "mask_scale"],
+        &[
+            "logprob_fwd",
+            "logprob_bwd",
+            "check_targets",
+            "copy16",
+            "mask_scale",
+        ],
     ),
     (
         "loss.cu",
@@ -527,21 +533,7 @@ impl CudaDevice {
             // SAFETY: the arguments match `logprob_fwd` in logprob.cu.
             unsafe { b.launch(rows_cfg(n)) }.map_err(drv("logprob_fwd"))?;
         });
-        let e = self.stream.clone_dtoh(&err).map_err(drv("download"))?;
-        if let Some(&row) = e.first()
-            && row != u64::MAX
-        {
-            let row = row as usize;
-            let t = self
-                .stream
-                .clone_dtoh(&y.slice(row..row + 1))
-                .map_err(drv("download"))?;
-            return Err(KernelError::TargetOutOfRange {
-                row,
-                target: i64::from(t.first().copied().unwrap_or(-1)),
-                vocab: v,
-            });
-        }
+        self.target_error(&err, y, v)?;
         Ok(TokenLogprobs {
             logprobs: self.f32_tensor(lp, n),
             lse: self.f32_tensor(lse, n),
@@ -553,7 +545,6 @@ impl CudaDevice {
     pub(crate) fn logits_backward(
         &self,
         logits: &Tensor,
-        _out: Option<()>,
         targets: &Tensor,
         lse: &Tensor,
         grad_lp: &Tensor,
@@ -574,6 +565,7 @@ impl CudaDevice {
                 });
             }
         };
+        self.check_targets(targets, n, v)?;
         self.backward_launch(
             Some(ls),
             &mut out,
@@ -609,12 +601,36 @@ impl CudaDevice {
         self.backward_launch(None, out, targets, lse, grad_lp, eg, n, v, dt)
     }
 
-    fn check_targets(&self, targets: &Tensor, _n: usize, v: usize) -> Result<()> {
-        let y = self
-            .stream
-            .clone_dtoh(typed::<i32>(targets)?)
-            .map_err(drv("download"))?;
-        crate::cpu::check_target_ids(&y, v)
+    /// Checks every target id on the device (`check_targets`), reading back
+    /// one word: [`KernelError::TargetOutOfRange`] for the first row outside
+    /// `[0, v)`, before any backward writes.
+    fn check_targets(&self, targets: &Tensor, n: usize, v: usize) -> Result<()> {
+        let y = typed::<i32>(targets)?;
+        let mut err = self.stream.clone_htod(&[u64::MAX]).map_err(drv("upload"))?;
+        let (ni, vi) = (n as i32, v as i64);
+        let f = self.func("check_targets")?;
+        let mut b = self.stream.launch_builder(f);
+        b.arg(y).arg(&mut err).arg(&ni).arg(&vi);
+        // SAFETY: the arguments match `check_targets` in logprob.cu.
+        unsafe { b.launch(grid_for(n)) }.map_err(drv("check_targets"))?;
+        self.target_error(&err, y, v)
+    }
+
+    /// Reads the error word of `logprob_fwd` / `check_targets` (the first bad
+    /// row, or `u64::MAX`) and turns a bad row into
+    /// [`KernelError::TargetOutOfRange`] with its target id.
+    fn target_error(&self, err: &CudaSlice<u64>, y: &CudaSlice<i32>, v: usize) -> Result<()> {
+        let row = self.one(err, 0)?;
+        if row == u64::MAX {
+            return Ok(());
+        }
+        let row = row as usize;
+        let target = if row < y.len() { self.one(y, row)? } else { -1 };
+        Err(KernelError::TargetOutOfRange {
+            row,
+            target: i64::from(target),
+            vocab: v,
+        })
     }
 
     /// Launches `logprob_bwd`; with `src = None` it reads and writes `out`.

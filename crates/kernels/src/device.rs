@@ -395,9 +395,7 @@ impl Device {
         match self {
             Device::Cpu => cpu::logits_backward(logits, targets, lse, grad_lp, entropy_grad, n, v),
             #[cfg(feature = "cuda")]
-            Device::Cuda(d) => {
-                d.logits_backward(logits, None, targets, lse, grad_lp, entropy_grad, n, v)
-            }
+            Device::Cuda(d) => d.logits_backward(logits, targets, lse, grad_lp, entropy_grad, n, v),
         }
     }
 

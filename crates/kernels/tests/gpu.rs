@@ -154,6 +154,47 @@ fn target_out_of_range_is_reported() {
     }
 }
 
+/// The backward, out of place and in place, reports the first bad target as
+/// the CPU path does (rows past the first block of the check included), and
+/// the in-place variant leaves the logits untouched when it does.
+#[test]
+fn backward_target_out_of_range_is_reported_before_writing() {
+    let Some(d) = gpu() else { return };
+    let c = Device::Cpu;
+    let (n, v) = (300usize, 5usize);
+    let x: Vec<f32> = (0..n * v).map(|i| (i % 7) as f32 * 0.25).collect();
+    let zeros = vec![0.0f32; n];
+    for (bad, want_row, want_target) in [
+        (vec![(290usize, 5i32), (280, -1)], 280usize, -1i64),
+        (vec![(3, 9), (299, 5)], 3, 9),
+    ] {
+        let mut y: Vec<i32> = (0..n).map(|i| (i % v) as i32).collect();
+        for &(r, t) in &bad {
+            y[r] = t;
+        }
+        for dev in [&c, &d] {
+            let mut xt = dev.tensor(&x, &[n, v]).unwrap();
+            let yt = dev.tensor(&y, &[n]).unwrap();
+            let lse = dev.tensor(&zeros, &[n]).unwrap();
+            let g = dev.tensor(&vec![1.0f32; n], &[n]).unwrap();
+            let check = |r: flowrl_kernels::Result<()>, what: &str| match r {
+                Err(KernelError::TargetOutOfRange { row, target, vocab })
+                    if row == want_row && target == want_target && vocab == v => {}
+                other => panic!("{dev} {what}: {other:?}"),
+            };
+            check(
+                dev.logits_backward(&xt, &yt, &lse, &g, None).map(|_| ()),
+                "out of place",
+            );
+            check(
+                dev.logits_backward_in_place(&mut xt, &yt, &lse, &g, None),
+                "in place",
+            );
+            assert_eq!(xt.to_vec::<f32>().unwrap(), x, "{dev}: logits were written");
+        }
+    }
+}
+
 #[test]
 fn logits_backward_matches_cpu_out_of_place_and_in_place() {
     let Some(d) = gpu() else { return };
