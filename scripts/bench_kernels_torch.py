@@ -8,18 +8,30 @@ mean log-ratio, exp, clip, advantage) forward + backward through autograd.
 Prints a markdown table with the copy bandwidth measured in the same run.
 Times: CUDA events after warm-up, median of many repetitions, random inputs.
 
-    python3 scripts/bench_kernels_torch.py [--reps 30] [--n 16384]
+    python3 scripts/bench_kernels_torch.py [--reps 30] [--n 16384] [--device cuda]
+
+`--device cpu` runs the same code on the CPU (wall-clock times, extra memory
+not measured), so the script itself can be checked on a machine without a GPU,
+e.g. `--device cpu --n 64 --reps 2`.
 """
 import argparse
 import statistics
+import time
 
 import torch
 import torch.nn.functional as F
 
 
-def timed(fn, reps):
+def timed(fn, reps, dev):
     for _ in range(3):
         fn()
+    if dev.type != "cuda":
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(ts)
     torch.cuda.synchronize()
     ts = []
     for _ in range(reps):
@@ -33,7 +45,11 @@ def timed(fn, reps):
     return statistics.median(ts)
 
 
-def extra_memory(fn):
+def extra_memory(fn, dev):
+    """Peak bytes allocated by `fn` above what was live before (CUDA only;
+    None elsewhere)."""
+    if dev.type != "cuda":
+        return None
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
@@ -68,17 +84,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--n", type=int, default=16384)
+    ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     args = ap.parse_args()
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device visible to PyTorch (use --device cpu to check the script)")
     n = args.n
-    print(f"# PyTorch {torch.__version__} baselines on {torch.cuda.get_device_name()} "
-          f"(median of {args.reps})")
+    if n < 64:
+        raise SystemExit("--n must be at least 64 (the loss layout needs policy tokens)")
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "the CPU"
+    print(f"# PyTorch {torch.__version__} baselines on {name} (median of {args.reps})")
     for v in (151936, 32000):
         x = (torch.rand(n, v, device=dev, dtype=torch.float32) * 8 - 4).to(torch.bfloat16)
         y = torch.randint(0, v, (n,), device=dev)
         nbytes = x.numel() * 2
         other = torch.empty_like(x)
-        copy_ms = timed(lambda: other.copy_(x), args.reps)
+        copy_ms = timed(lambda: other.copy_(x), args.reps, dev)
         copy_gbs = 2 * nbytes / (copy_ms * 1e-3) / 1e9
         del other
         rows = [("device copy (copy_)", copy_ms, 2 * nbytes, 0)]
@@ -86,12 +107,12 @@ def main():
         f_ce = lambda: lp_cross_entropy(x, y)
         c_ls = torch.compile(lp_log_softmax)
         c_ce = torch.compile(lp_cross_entropy)
-        rows.append(("eager log_softmax(float)+gather", timed(f_ls, args.reps), nbytes, extra_memory(f_ls)))
-        rows.append(("eager cross_entropy (bf16)", timed(f_ce, args.reps), nbytes, extra_memory(f_ce)))
-        rows.append(("compile log_softmax+gather", timed(lambda: c_ls(x, y), args.reps), nbytes,
-                     extra_memory(lambda: c_ls(x, y))))
-        rows.append(("compile cross_entropy", timed(lambda: c_ce(x, y), args.reps), nbytes,
-                     extra_memory(lambda: c_ce(x, y))))
+        rows.append(("eager log_softmax(float)+gather", timed(f_ls, args.reps, dev), nbytes, extra_memory(f_ls, dev)))
+        rows.append(("eager cross_entropy (bf16)", timed(f_ce, args.reps, dev), nbytes, extra_memory(f_ce, dev)))
+        rows.append(("compile log_softmax+gather", timed(lambda: c_ls(x, y), args.reps, dev), nbytes,
+                     extra_memory(lambda: c_ls(x, y), dev)))
+        rows.append(("compile cross_entropy", timed(lambda: c_ce(x, y), args.reps, dev), nbytes,
+                     extra_memory(lambda: c_ce(x, y), dev)))
         # GSsPO-like loss forward + backward: trajectories of 512 tokens,
         # 32 environment tokens then 4 turns of 96 policy tokens.
         pos = torch.arange(n, device=dev)
@@ -115,12 +136,12 @@ def main():
             # The gradient buffer is an output: free the previous one first so
             # the peak counts the work's temporaries plus that one buffer.
             xl.grad = None
-            return extra_memory(run)
+            return extra_memory(run, dev)
 
-        ms = timed(fb(gsspo_loss), args.reps)
+        ms = timed(fb(gsspo_loss), args.reps, dev)
         rows.append(("eager GSsPO-like loss fwd+bwd", ms, 3 * nbytes, measured(fb(gsspo_loss))))
         cg = torch.compile(gsspo_loss)
-        ms = timed(fb(cg), args.reps)
+        ms = timed(fb(cg), args.reps, dev)
         rows.append(("compile GSsPO-like loss fwd+bwd", ms, 3 * nbytes, measured(fb(cg))))
         del xl
         print(f"\n### N = {n}, V = {v} bf16 — copy bandwidth {copy_gbs:.0f} GB/s (read + write)\n")
@@ -128,9 +149,11 @@ def main():
         print("| --- | ---: | ---: | ---: | ---: |")
         for name, ms, b, extra in rows:
             gbs = b / (ms * 1e-3) / 1e9
-            print(f"| {name} | {ms:.3f} | {gbs:.0f} | {100 * gbs / copy_gbs:.0f}% | {extra / 1e6:.1f} MB |")
+            mem = "n/a" if extra is None else f"{extra / 1e6:.1f} MB"
+            print(f"| {name} | {ms:.3f} | {gbs:.0f} | {100 * gbs / copy_gbs:.0f}% | {mem} |")
         del x
-        torch.cuda.empty_cache()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
