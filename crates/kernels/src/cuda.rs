@@ -565,7 +565,6 @@ impl CudaDevice {
                 });
             }
         };
-        self.check_targets(targets, n, v)?;
         self.backward_launch(
             Some(ls),
             &mut out,
@@ -595,7 +594,6 @@ impl CudaDevice {
         n: usize,
         v: usize,
     ) -> Result<()> {
-        self.check_targets(targets, n, v)?;
         let dt = logits.dtype;
         let out = cuda_of_mut(logits)?;
         self.backward_launch(None, out, targets, lse, grad_lp, eg, n, v, dt)
@@ -604,8 +602,9 @@ impl CudaDevice {
     /// Checks every target id on the device (`check_targets`), reading back
     /// one word: [`KernelError::TargetOutOfRange`] for the first row outside
     /// `[0, v)`, before any backward writes.
-    fn check_targets(&self, targets: &Tensor, n: usize, v: usize) -> Result<()> {
+    pub(crate) fn check_targets(&self, targets: &Tensor, v: usize) -> Result<()> {
         let y = typed::<i32>(targets)?;
+        let n = targets.len();
         let mut err = self.stream.clone_htod(&[u64::MAX]).map_err(drv("upload"))?;
         let (ni, vi) = (n as i32, v as i64);
         let f = self.func("check_targets")?;

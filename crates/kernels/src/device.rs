@@ -9,6 +9,14 @@ use crate::error::{KernelError, Result};
 use crate::tensor::{DType, Element, Storage, Tensor};
 
 /// Where ops run: the CPU reference path, or one CUDA device.
+/// Whether a backward still has to range-check its target ids: the fused
+/// ops pass `Checked`, as their `token_logprobs` call has checked the same ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ids {
+    Check,
+    Checked,
+}
+
 #[derive(Debug, Clone)]
 pub enum Device {
     /// The CPU path (f64 arithmetic over rayon; the reference of the tests).
@@ -391,16 +399,12 @@ impl Device {
         grad_lp: &Tensor,
         entropy_grad: Option<EntropyGrad<'_>>,
     ) -> Result<Tensor> {
-        let (n, v) = self.check_backward(logits, targets, lse, grad_lp, entropy_grad)?;
-        match self {
-            Device::Cpu => cpu::logits_backward(logits, targets, lse, grad_lp, entropy_grad, n, v),
-            #[cfg(feature = "cuda")]
-            Device::Cuda(d) => d.logits_backward(logits, targets, lse, grad_lp, entropy_grad, n, v),
-        }
+        self.backward(logits, targets, lse, grad_lp, entropy_grad, Ids::Check)
     }
 
     /// As [`Self::logits_backward`], overwriting `logits` with the gradient
-    /// (no `[N, V]` allocation).
+    /// (no `[N, V]` allocation). Nothing is written when an argument is
+    /// rejected (a bad target id included).
     ///
     /// # Errors
     /// As [`Self::token_logprobs`].
@@ -412,7 +416,51 @@ impl Device {
         grad_lp: &Tensor,
         entropy_grad: Option<EntropyGrad<'_>>,
     ) -> Result<()> {
+        self.backward_in_place(logits, targets, lse, grad_lp, entropy_grad, Ids::Check)
+    }
+
+    /// Range check of the target ids (`[0, v)`), on the tensor's device.
+    fn check_ids(&self, targets: &Tensor, v: usize) -> Result<()> {
+        match self {
+            Device::Cpu => cpu::check_targets(targets, v),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.check_targets(targets, v),
+        }
+    }
+
+    fn backward(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        lse: &Tensor,
+        grad_lp: &Tensor,
+        entropy_grad: Option<EntropyGrad<'_>>,
+        ids: Ids,
+    ) -> Result<Tensor> {
         let (n, v) = self.check_backward(logits, targets, lse, grad_lp, entropy_grad)?;
+        if ids == Ids::Check {
+            self.check_ids(targets, v)?;
+        }
+        match self {
+            Device::Cpu => cpu::logits_backward(logits, targets, lse, grad_lp, entropy_grad, n, v),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.logits_backward(logits, targets, lse, grad_lp, entropy_grad, n, v),
+        }
+    }
+
+    fn backward_in_place(
+        &self,
+        logits: &mut Tensor,
+        targets: &Tensor,
+        lse: &Tensor,
+        grad_lp: &Tensor,
+        entropy_grad: Option<EntropyGrad<'_>>,
+        ids: Ids,
+    ) -> Result<()> {
+        let (n, v) = self.check_backward(logits, targets, lse, grad_lp, entropy_grad)?;
+        if ids == Ids::Check {
+            self.check_ids(targets, v)?;
+        }
         match self {
             Device::Cpu => {
                 cpu::logits_backward_in_place(logits, targets, lse, grad_lp, entropy_grad, n, v)
@@ -505,10 +553,11 @@ impl Device {
             _ => None,
         };
         let dlogits = if in_place {
-            self.logits_backward_in_place(logits, targets, &fwd.lse, &pl.grad, eg)?;
+            // token_logprobs has checked the targets.
+            self.backward_in_place(logits, targets, &fwd.lse, &pl.grad, eg, Ids::Checked)?;
             None
         } else {
-            Some(self.logits_backward(logits, targets, &fwd.lse, &pl.grad, eg)?)
+            Some(self.backward(logits, targets, &fwd.lse, &pl.grad, eg, Ids::Checked)?)
         };
         Ok(FusedLoss {
             loss: pl.loss,
@@ -586,7 +635,19 @@ impl Device {
             let hc = self.slice_rows(hidden, a, b)?;
             let yc = self.slice_rows(targets, a, b)?;
             let logits = self.linear_logits(&hc, weight)?;
-            let f = self.token_logprobs(&logits, &yc, with_entropy)?;
+            let f = self
+                .token_logprobs(&logits, &yc, with_entropy)
+                .map_err(|e| match e {
+                    // Rows of the whole batch, not of the chunk.
+                    KernelError::TargetOutOfRange { row, target, vocab } => {
+                        KernelError::TargetOutOfRange {
+                            row: row + a,
+                            target,
+                            vocab,
+                        }
+                    }
+                    e => e,
+                })?;
             lps.push(f.logprobs);
             lses.push(f.lse);
             if let Some(e) = f.entropy {
@@ -629,7 +690,8 @@ impl Device {
                 grad: h,
             });
             let mut logits = self.linear_logits(&hc, weight)?;
-            self.logits_backward_in_place(&mut logits, &yc, &lc, &gc, eg)?;
+            // The forward loop has checked these targets.
+            self.backward_in_place(&mut logits, &yc, &lc, &gc, eg, Ids::Checked)?;
             dhs.push(self.linear_backward(&logits, &hc, weight, &mut dweight, i > 0)?);
         }
         let dhidden = self.concat_rows(&dhs)?;

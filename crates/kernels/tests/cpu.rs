@@ -435,4 +435,16 @@ fn fused_linear_matches_materialised_logits_and_finite_differences() {
         (fd_w - an_w).abs() <= 1e-3 + 1e-2 * an_w.abs(),
         "weight: fd {fd_w} vs {an_w}"
     );
+    // A bad target is reported by its row in the batch, whatever the chunk.
+    let bad_row = n - 2;
+    let mut yb = y.clone();
+    yb[bad_row] = v as i32;
+    let ybt = d.tensor(&yb, &[n]).unwrap();
+    for chunk in [0usize, 1, 3] {
+        match d.fused_linear_policy_loss(&ht, &wt, &ybt, &inputs, &cfg, chunk) {
+            Err(KernelError::TargetOutOfRange { row, target, vocab })
+                if row == bad_row && target == v as i64 && vocab == v => {}
+            other => panic!("chunk {chunk}: {:?}", other.map(|o| o.loss)),
+        }
+    }
 }
