@@ -6,7 +6,7 @@
 #
 # Then, on the GPU machine, from the repository root (with .gpu-bin/kernels
 # carried):
-#   .gpu-bin/kernels/run-gpu.sh    # tests, bench table, PyTorch baselines → $OUT (or ./gpu-out)
+#   .gpu-bin/kernels/run-gpu.sh [all|tests|bench|torch]   # → $OUT (or ./gpu-out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=.gpu-bin/kernels
@@ -25,10 +25,14 @@ for line in open(sys.argv[1]):
         continue
     if m.get("reason") != "compiler-artifact" or not m.get("executable"):
         continue
-    if m["target"]["name"] not in ("gpu", "nvrtc", "cpu", "kernels", "flowrl-kernels-bench", "flowrl_kernels"):
-        continue
     kind = m["target"]["kind"][0]
-    name = m["target"]["name"] if kind != "lib" else "flowrl_kernels-unit"
+    name = m["target"]["name"]
+    # The integration tests, the criterion bench and the bench binary itself
+    # (not the bin's unit-test harness, which `cargo test --no-run` also
+    # builds under the same target name).
+    wanted = {"test": ("gpu", "nvrtc", "cpu"), "bench": ("kernels",), "bin": ("flowrl-kernels-bench",)}
+    if name not in wanted.get(kind, ()) or (kind == "bin" and m["profile"]["test"]):
+        continue
     dest = os.path.join(sys.argv[2], f"{kind}-{name}")
     if dest in seen:
         continue
@@ -42,22 +46,36 @@ rm -f "$json"
 cp scripts/bench_kernels_torch.py "$dest/"
 cat > "$dest/run-gpu.sh" <<'SH'
 #!/usr/bin/env bash
-# Runs on the GPU machine from the repository root.
+# Runs on the GPU machine from the repository root:
+#   .gpu-bin/kernels/run-gpu.sh [all|tests|bench|torch]
+# Each phase has its own time limit (tests 150 s, bench 200 s, torch 220 s),
+# so `all` stays under a 10-minute command; a phase that is cut off keeps what
+# it wrote so far in $OUT (or ./gpu-out).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # cudarc loads libcuda, libnvrtc and libcublas at run time by their usual names.
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
 out=${OUT:-gpu-out}
 mkdir -p "$out"
-nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 bin=.gpu-bin/kernels
-for t in $bin/test-gpu $bin/test-nvrtc $bin/test-cpu; do
-  "$t" --nocapture > "$out/$(basename "$t").log" 2>&1; echo "$(basename "$t"): exit $?"
-  tail -3 "$out/$(basename "$t").log"
-done
-$bin/bin-flowrl-kernels-bench --reps 30 > "$out/bench.md" 2>&1; echo "bench: exit $?"
-python3 $bin/bench_kernels_torch.py > "$out/torch.md" 2>&1; echo "torch: exit $?"
-cat "$out/bench.md" "$out/torch.md"
+phase=${1:-all}
+case "$phase" in all|tests|bench|torch) ;; *) echo "usage: $0 [all|tests|bench|torch]" >&2; exit 2 ;; esac
+nvidia-smi > "$out/nvidia-smi.txt" 2>&1
+if [ "$phase" = all ] || [ "$phase" = tests ]; then
+  for t in gpu:100 nvrtc:20 cpu:30; do
+    name=test-${t%%:*}
+    timeout "${t##*:}" "$bin/$name" --nocapture > "$out/$name.log" 2>&1; echo "$name: exit $?"
+    grep -E "^test result|FAILED|panicked" "$out/$name.log" | head -5
+  done
+fi
+if [ "$phase" = all ] || [ "$phase" = bench ]; then
+  timeout 200 $bin/bin-flowrl-kernels-bench --reps 30 > "$out/bench.md" 2>&1; echo "bench: exit $?"
+  cat "$out/bench.md"
+fi
+if [ "$phase" = all ] || [ "$phase" = torch ]; then
+  timeout 220 python3 -u $bin/bench_kernels_torch.py > "$out/torch.md" 2>&1; echo "torch: exit $?"
+  cat "$out/torch.md"
+fi
 SH
 chmod +x "$dest/run-gpu.sh"
 ls -la "$dest"

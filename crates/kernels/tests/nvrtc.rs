@@ -1,12 +1,35 @@
 //! Every kernel source compiles with NVRTC (no GPU or driver needed, only
-//! libnvrtc). Skips with a message when libnvrtc cannot be loaded.
+//! libnvrtc). Skips with a message when libnvrtc cannot be loaded, or when
+//! the one loaded is the emulated NVRTC of `crates/kernels/emu`, which passes
+//! the CUDA source through instead of emitting PTX.
+
+/// Whether the loaded libnvrtc is the emulated one (its output starts with
+/// the emulator's marker line).
+#[cfg(feature = "cuda")]
+fn emulated_nvrtc() -> bool {
+    let (name, src) = flowrl_kernels::sources::SOURCES[2];
+    flowrl_kernels::cuda::compile_source(name, src, None)
+        .is_ok_and(|p| p.to_src().starts_with("// flowrl-cuda-emu source"))
+}
+
+/// `Some(reason)` when the PTX checks cannot run here.
+#[cfg(feature = "cuda")]
+fn skip_reason() -> Option<&'static str> {
+    if !flowrl_kernels::cuda::nvrtc_present() {
+        Some("libnvrtc not found (set LD_LIBRARY_PATH to a CUDA lib folder)")
+    } else if emulated_nvrtc() {
+        Some("the loaded libnvrtc is the emulated one, which emits no PTX")
+    } else {
+        None
+    }
+}
 
 #[cfg(feature = "cuda")]
 #[test]
 fn nvrtc_compiles_every_kernel() {
     use flowrl_kernels::cuda;
-    if !cuda::nvrtc_present() {
-        eprintln!("skipping: libnvrtc not found (set LD_LIBRARY_PATH to a CUDA lib folder)");
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
         return;
     }
     for arch in [None, Some("compute_80"), Some("compute_90")] {
@@ -38,8 +61,8 @@ fn nvrtc_compiles_every_kernel() {
 #[test]
 fn ptx_cache_round_trip() {
     use flowrl_kernels::{cuda, sources::SOURCES};
-    if !cuda::nvrtc_present() {
-        eprintln!("skipping: libnvrtc not found (set LD_LIBRARY_PATH to a CUDA lib folder)");
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
         return;
     }
     let dir = std::env::temp_dir().join(format!("flowrl-ptx-cache-{}", std::process::id()));

@@ -4,7 +4,8 @@
 //! path at a smaller shape. Times are medians after a warm-up (CUDA events
 //! on the GPU), inputs are random, never zeros.
 //!
-//! `flowrl-kernels-bench [--reps R] [--cpu-only] [--n N]`
+//! `flowrl-kernels-bench [--reps R] [--n N] [--cpu-only]` (`--help` says more;
+//! an unknown or malformed argument is an error, exit status 2).
 
 use std::time::Instant;
 
@@ -560,22 +561,49 @@ fn linear_rows(reps: usize, n: usize) -> Vec<LinearRow> {
     rows
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let get = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<usize>().ok())
-    };
-    let reps = get("--reps").unwrap_or(20).max(1);
-    let n = get("--n").unwrap_or(16_384);
+const USAGE: &str = "usage: flowrl-kernels-bench [--reps R] [--n N] [--cpu-only]
+  --reps R     timed repetitions per row (default 20; the CPU and fused-linear rows use at most 10)
+  --n N        tokens of the GPU rows, at least 64 (default 16384)
+  --cpu-only   skip the GPU rows";
+
+/// The command line: `(reps, n, cpu_only)`, or a message for an unknown flag,
+/// a missing or malformed number, or `--n` below 64.
+fn parse_args(args: &[String]) -> Result<(usize, usize, bool), String> {
+    let (mut reps, mut n, mut cpu_only) = (20usize, 16_384usize, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut number = |flag: &str| -> Result<usize, String> {
+            let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: not a count: {v:?}"))
+        };
+        match a.as_str() {
+            "--reps" => reps = number("--reps")?.max(1),
+            "--n" => n = number("--n")?,
+            "--cpu-only" => cpu_only = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
     if n < 64 {
         // The loss layout puts 32 environment tokens before each policy turn.
-        eprintln!("--n must be at least 64 (got {n})");
-        std::process::exit(2);
+        return Err(format!("--n must be at least 64 (got {n})"));
     }
-    let cpu_only = args.iter().any(|a| a == "--cpu-only");
+    Ok((reps, n, cpu_only))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return;
+    }
+    let (reps, n, cpu_only) = match parse_args(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("flowrl-kernels-bench: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     println!("# flowrl-kernels benchmark (median of {reps} repetitions after warm-up)");
     #[cfg(feature = "cuda")]
     if !cpu_only && let Some((rows, copy, name)) = gpu_rows(reps, n) {
@@ -604,4 +632,31 @@ fn main() {
         &cpu_rows(reps.min(10)),
         None,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_args;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn arguments_are_parsed_strictly() {
+        assert_eq!(parse_args(&args(&[])), Ok((20, 16_384, false)));
+        assert_eq!(
+            parse_args(&args(&["--n", "64", "--cpu-only", "--reps", "0"])),
+            Ok((1, 64, true))
+        );
+        for bad in [
+            &["--n", "63"][..],
+            &["--n"],
+            &["--reps", "x"],
+            &["--repz", "3"],
+            &["16384"],
+        ] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
 }
