@@ -9,6 +9,7 @@ Prints a markdown table with the copy bandwidth measured in the same run.
 Times: CUDA events after warm-up, median of many repetitions, random inputs.
 
     python3 scripts/bench_kernels_torch.py [--reps 30] [--n 16384] [--device cuda]
+                                           [--vocab 151936,32000]
 
 `--device cpu` runs the same code on the CPU (wall-clock times, extra memory
 not measured), so the script itself can be checked on a machine without a GPU,
@@ -85,6 +86,8 @@ def main():
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--n", type=int, default=16384)
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    ap.add_argument("--vocab", default="151936,32000",
+                    help="comma-separated vocabulary sizes, one table each")
     args = ap.parse_args()
     dev = torch.device(args.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -94,7 +97,11 @@ def main():
         raise SystemExit("--n must be at least 64 (the loss layout needs policy tokens)")
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "the CPU"
     print(f"# PyTorch {torch.__version__} baselines on {name} (median of {args.reps})")
-    for v in (151936, 32000):
+    try:
+        vocabs = [int(v) for v in args.vocab.split(",")]
+    except ValueError:
+        raise SystemExit(f"--vocab: not a list of sizes: {args.vocab!r}")
+    for v in vocabs:
         x = (torch.rand(n, v, device=dev, dtype=torch.float32) * 8 - 4).to(torch.bfloat16)
         y = torch.randint(0, v, (n,), device=dev)
         nbytes = x.numel() * 2

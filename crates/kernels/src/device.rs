@@ -8,7 +8,6 @@ use crate::cpu;
 use crate::error::{KernelError, Result};
 use crate::tensor::{DType, Element, Storage, Tensor};
 
-/// Where ops run: the CPU reference path, or one CUDA device.
 /// Whether a backward still has to range-check its target ids: the fused
 /// ops pass `Checked`, as their `token_logprobs` call has checked the same ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +16,7 @@ enum Ids {
     Checked,
 }
 
+/// Where ops run: the CPU reference path, or one CUDA device.
 #[derive(Debug, Clone)]
 pub enum Device {
     /// The CPU path (f64 arithmetic over rayon; the reference of the tests).
