@@ -363,6 +363,7 @@ impl Device {
         lse: &Tensor,
         grad_lp: &Tensor,
         entropy_grad: Option<EntropyGrad<'_>>,
+        ids: Ids,
     ) -> Result<(usize, usize)> {
         self.check_on("logits", logits)?;
         self.check_on("targets", targets)?;
@@ -379,6 +380,9 @@ impl Device {
                 want_dtype(name, t, DType::F32)?;
                 want_len(name, t, n)?;
             }
+        }
+        if ids == Ids::Check {
+            self.check_ids(targets, v)?;
         }
         Ok((n, v))
     }
@@ -437,10 +441,7 @@ impl Device {
         entropy_grad: Option<EntropyGrad<'_>>,
         ids: Ids,
     ) -> Result<Tensor> {
-        let (n, v) = self.check_backward(logits, targets, lse, grad_lp, entropy_grad)?;
-        if ids == Ids::Check {
-            self.check_ids(targets, v)?;
-        }
+        let (n, v) = self.check_backward(logits, targets, lse, grad_lp, entropy_grad, ids)?;
         match self {
             Device::Cpu => cpu::logits_backward(logits, targets, lse, grad_lp, entropy_grad, n, v),
             #[cfg(feature = "cuda")]
@@ -457,10 +458,7 @@ impl Device {
         entropy_grad: Option<EntropyGrad<'_>>,
         ids: Ids,
     ) -> Result<()> {
-        let (n, v) = self.check_backward(logits, targets, lse, grad_lp, entropy_grad)?;
-        if ids == Ids::Check {
-            self.check_ids(targets, v)?;
-        }
+        let (n, v) = self.check_backward(logits, targets, lse, grad_lp, entropy_grad, ids)?;
         match self {
             Device::Cpu => {
                 cpu::logits_backward_in_place(logits, targets, lse, grad_lp, entropy_grad, n, v)
