@@ -79,17 +79,7 @@ fn logprobs_typed<T: Element>(
     v: usize,
     with_entropy: bool,
 ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-    if let Some((row, &t)) = y
-        .iter()
-        .enumerate()
-        .find(|&(_, &t)| t < 0 || t as usize >= v)
-    {
-        return Err(KernelError::TargetOutOfRange {
-            row,
-            target: i64::from(t),
-            vocab: v,
-        });
-    }
+    check_target_ids(y, v)?;
     let rows: Vec<(f32, f32, f32)> = x
         .par_chunks(v)
         .zip(y.par_iter())
@@ -190,7 +180,12 @@ fn backward_typed<T: Element>(x: &[T], rows: &[RowGrad], v: usize) -> Vec<T> {
 
 /// [`KernelError::TargetOutOfRange`] for the first target id outside `[0, v)`.
 pub(crate) fn check_targets(targets: &Tensor, v: usize) -> Result<()> {
-    if let Some((row, &t)) = slice::<i32>(targets)
+    check_target_ids(slice::<i32>(targets), v)
+}
+
+/// [`check_targets`] over host ids.
+fn check_target_ids(targets: &[i32], v: usize) -> Result<()> {
+    if let Some((row, &t)) = targets
         .iter()
         .enumerate()
         .find(|&(_, &t)| t < 0 || t as usize >= v)
