@@ -39,3 +39,8 @@ pub use device::{
 };
 pub use error::{KernelError, Result};
 pub use tensor::{CpuStorage, DType, Element, Tensor};
+/// The crates whose types appear in this API, re-exported so that a user of
+/// flowrl-kernels alone gets the same versions: the objective configuration
+/// and statistics ([`flowrl_objectives`]), the AdamW configuration
+/// ([`flowrl_optim`]) and the 16-bit float types of [`Element`] ([`half`]).
+pub use {flowrl_objectives, flowrl_optim, half};
