@@ -818,7 +818,9 @@ impl Device {
     /// [`flowrl_optim::AdamW`] for the same hyper-parameters and step.
     ///
     /// # Errors
-    /// dtype/shape/device errors; [`KernelError::Objective`] never.
+    /// [`KernelError::DType`] unless all four are `f32`, [`KernelError::Shape`]
+    /// unless they have one length, [`KernelError::DeviceMismatch`]; driver
+    /// or compile errors on CUDA.
     pub fn adamw_step(
         &self,
         param: &mut Tensor,
