@@ -6,11 +6,12 @@
 //! * [`canvas`] — FlowSteer's workflow canvas: the policy edits an executable
 //!   workflow graph one XML action per turn.
 //!
-//! This release holds the protocol layer of both: the turn and action
-//! parsers, the workflow graph with its DSL printer and parser, and the
-//! structural statistics the diversity reward reads. The parsers never panic
-//! on any input; malformed input is a typed error the environment turns into
-//! an explanatory observation.
+//! Both implement [`Env`]: they run operators from a `flowrl-operators`
+//! registry against the executor in [`Services`], score the final answer and
+//! compute the reward; [`plugin`] serves them through the plugin ABI. The
+//! turn and action parsers never panic on any input; a malformed turn is a
+//! typed error the environment turns into an explanatory observation, and
+//! the episode goes on. `examples/workflow-by-hand` plays one episode of each.
 
 pub mod canvas;
 pub mod env;
