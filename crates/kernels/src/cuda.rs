@@ -360,6 +360,11 @@ fn grid_for(n: usize) -> LaunchConfig {
 /// Threads per block of the row kernels (one block per token row).
 const ROW_BLOCK: u32 = 512;
 
+/// The most threads per block any launch of this backend uses: every kernel
+/// must fit its registers and shared memory into one SM at this block size
+/// (`tests/nvrtc.rs` checks it with ptxas when one is at hand).
+pub const MAX_BLOCK_THREADS: u32 = if BLOCK > ROW_BLOCK { BLOCK } else { ROW_BLOCK };
+
 fn rows_cfg(n: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (n as u32, 1, 1),
