@@ -21,8 +21,8 @@
 //
 // What it does not model: misaligned accesses (and out-of-range ones unless
 // the module is built with AddressSanitizer, FLOWRL_CUDA_EMU_SANITIZE), the
-// GPU's fast-math intrinsics (`__expf` is `expf`), the timing and the memory
-// model of concurrent blocks.
+// last ulp of the GPU's fast-math intrinsics (their main error is modelled:
+// see `__expf`), the timing and the memory model of concurrent blocks.
 
 #pragma once
 
@@ -89,8 +89,14 @@ inline unsigned __float_as_uint(float x) { return flowrl_emu_bits<unsigned>(x); 
 inline int __float_as_int(float x) { return flowrl_emu_bits<int>(x); }
 inline double __longlong_as_double(long long x) { return flowrl_emu_bits<double>(x); }
 inline long long __double_as_longlong(double x) { return flowrl_emu_bits<long long>(x); }
-inline float __expf(float x) { return expf(x); }
-inline float __logf(float x) { return logf(x); }
+// The fast intrinsics as NVRTC compiles them (without fast-math):
+// `__expf(x)` is `ex2.approx.f32(x · log2 e)` with the product rounded to
+// f32 — that rounding is its main error, growing with |x| (CUDA documents
+// 2 + 1.173·|x| ulp) — and `__logf(x)` is `lg2.approx.f32(x) · ln 2`, with
+// the constants of the PTX. The base-2 functions here are the C library's,
+// so the emulation carries the GPU's dominant error, not its last ulp.
+inline float __expf(float x) { return exp2f(x * 0x1.715476p+0f); }
+inline float __logf(float x) { return log2f(x) * 0x1.62e430p-1f; }
 // Round-to-nearest single operations; the emulated sources are compiled with
 // -ffp-contract=off, so none is fused with another.
 inline float __fadd_rn(float a, float b) { return a + b; }
