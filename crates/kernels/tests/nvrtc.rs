@@ -194,9 +194,8 @@ fn ptxas_fits_every_kernel_into_the_launch_block() {
     let threads = cuda::MAX_BLOCK_THREADS;
     let dir = std::env::temp_dir().join(format!("flowrl-ptxas-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for sm in [80, 90] {
-        let ptx = cuda::compile_all(Some(if sm == 80 { "compute_80" } else { "compute_90" }))
-            .unwrap_or_else(|e| panic!("compute_{sm}: {e}"));
+    for (sm, arch) in [(80, "compute_80"), (90, "compute_90")] {
+        let ptx = cuda::compile_all(Some(arch)).unwrap_or_else(|e| panic!("{arch}: {e}"));
         for (name, text) in &ptx {
             let file = dir.join(format!("{name}.{sm}.ptx"));
             std::fs::write(&file, text).unwrap();

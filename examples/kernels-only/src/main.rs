@@ -187,8 +187,11 @@ pub fn run(dev: &Device, verbose: bool) -> Result<Summary, KernelError> {
         .collect();
     let hidden = dev.tensor(&hidden, &[n, D])?;
     let mut head = dev.tensor(&head0, &[V, D])?;
-    let old_head = dev.linear_logits(&hidden, &dev.tensor(&head0, &[V, D])?)?;
-    let old = dev.token_logprobs(&old_head, &on.targets, false)?.logprobs;
+    // The sampling policy is the head before any step.
+    let old_logits = dev.linear_logits(&hidden, &head)?;
+    let old = dev
+        .token_logprobs(&old_logits, &on.targets, false)?
+        .logprobs;
     let zeros = vec![0.0f32; V * D];
     let (mut m, mut v) = (dev.tensor(&zeros, &[V, D])?, dev.tensor(&zeros, &[V, D])?);
     let adamw = AdamWConfig {
