@@ -828,3 +828,81 @@ extern "C" __global__ void shuffle_in_partial_warp(float* out) {
     }
     assert_eq!(sums(&mut out), want, "usable after the failed launches");
 }
+
+/// On the emulated driver only: `__expf` and `__logf` round as the PTX that
+/// NVRTC emits computes them (`ex2.approx(x · log2 e)` with the product
+/// rounded to f32; `lg2.approx(x) · ln 2`), not as the C library's `expf`
+/// and `logf`, so the GPU tests' tolerances meet the GPU's main error.
+#[cfg(feature = "cuda")]
+#[test]
+fn emulated_fast_intrinsics_round_like_the_ptx() {
+    use cudarc::driver::{LaunchConfig, PushKernelArg};
+    if std::env::var_os(EMU_CHILD).is_none() {
+        return;
+    }
+    let d = Device::cuda(0).expect("the emulated device");
+    let Device::Cuda(cd) = &d else {
+        panic!("not a CUDA device")
+    };
+    let src = r#"
+extern "C" __global__ void fast(const float* x, float* e, float* l, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        e[i] = __expf(x[i]);
+        l[i] = __logf(fabsf(x[i]) + 0.5f);
+    }
+}
+"#;
+    let ptx = cudarc::nvrtc::compile_ptx(src).expect("emulated NVRTC");
+    let module = cd.context().load_module(ptx).expect("host compile");
+    let stream = cd.stream();
+    let n = 1024usize;
+    // Arguments over [−80, 80], where the product's rounding shows.
+    let x: Vec<f32> = (0..n)
+        .map(|i| -80.0 + 160.0 * i as f32 / n as f32 + 0.013)
+        .collect();
+    let xd = stream.clone_htod(&x).unwrap();
+    let mut e = stream.alloc_zeros::<f32>(n).unwrap();
+    let mut l = stream.alloc_zeros::<f32>(n).unwrap();
+    let f = module.load_function("fast").unwrap();
+    let cfg = LaunchConfig {
+        grid_dim: (4, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: 4 × 256 threads read x[0..n] and write e[0..n], l[0..n].
+    unsafe {
+        stream
+            .launch_builder(&f)
+            .arg(&xd)
+            .arg(&mut e)
+            .arg(&mut l)
+            .arg(&(n as i32))
+            .launch(cfg)
+    }
+    .unwrap();
+    let (e, l) = (
+        stream.clone_dtoh(&e).unwrap(),
+        stream.clone_dtoh(&l).unwrap(),
+    );
+    // The PTX constants: log2 e and ln 2 rounded to f32.
+    let (log2e, ln2) = (f32::from_bits(0x3FB8_AA3B), f32::from_bits(0x3F31_7218));
+    let mut differs_from_libm = 0;
+    for i in 0..n {
+        assert_eq!(
+            e[i].to_bits(),
+            (x[i] * log2e).exp2().to_bits(),
+            "__expf({})",
+            x[i]
+        );
+        let y = x[i].abs() + 0.5;
+        assert_eq!(l[i].to_bits(), (y.log2() * ln2).to_bits(), "__logf({y})");
+        differs_from_libm += usize::from(e[i] != x[i].exp());
+    }
+    // Plain expf would be within half an ulp; the modelled product rounding
+    // is not, on most arguments this large.
+    assert!(
+        differs_from_libm > n / 4,
+        "{differs_from_libm} of {n} differ from expf"
+    );
+}
